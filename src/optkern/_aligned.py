@@ -33,3 +33,10 @@ def copy(a):
     out = empty(a.size, a.dtype)
     out[...] = a
     return out
+
+
+def on_line(a):
+    """``a`` itself where it is not a NumPy array or already starts on a line; else :func:`copy`'s copy."""
+    if not isinstance(a, np.ndarray) or a.ctypes.data % LINE == 0:
+        return a
+    return copy(a)

@@ -122,6 +122,21 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
     def _params(self):
         return self.param_groups[0]["params"]
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        # An unpickled or deep-copied optimizer's vectors are NumPy's new arrays (16 bytes past a line
+        # when large), and its rows are recycled, never reallocated: put them on lines as _vec does (a
+        # shallow copy's, the original's own, are on lines already and stay shared).
+        line = _aligned.on_line
+        for name in ("_S", "_Y"):
+            if isinstance(getattr(self, name, None), list):
+                setattr(self, name, [line(v) for v in getattr(self, name)])
+        for name in ("_d", "_prev_g"):
+            if getattr(self, name, None) is not None:
+                setattr(self, name, line(getattr(self, name)))
+        if getattr(self, "_spare", None) is not None:
+            self._spare = tuple(line(v) for v in self._spare)
+
     def _vec(self):
         # (on a cache line: the push and direction passes stream every history row with vector loads)
         with _backend._device_of(self._params[0]):
