@@ -127,7 +127,8 @@ class GradScaler(ScalerPasses):
     @serialized
     def scale(self, loss):
         """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale; a
-        0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it; a list
+        0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it, and an
+        integer or bool one (NumPy, CuPy, a Python int) made float32 as torch's makes its int tensors; a list
         or tuple of losses, each scaled, as torch's)."""
         if not self.enabled:
             return loss
@@ -138,6 +139,14 @@ class GradScaler(ScalerPasses):
             # torch's form for several outputs (``scaler.scale([l1, l2])``): each one scaled, in a
             # container of the same type (a list used to be refused as not a number)
             return type(loss)(self._scaled(v, f"{name}[{i}]") for i, v in enumerate(loss))
+        if isinstance(loss, int) or (
+            (isinstance(loss, (np.ndarray, np.generic)) or _backend.is_cupy(loss)) and loss.dtype.kind in "biu"
+        ):
+            # torch multiplies by its 0-d float32 scale tensor: an integer or bool loss tensor comes
+            # out float32 (its values cast to float32, then the product in float32). NumPy's int
+            # times the Python float scale was float64; a Python int is taken as torch's int tensor.
+            with np.errstate(over="ignore"):  # (an int past float32's range: inf, as torch's)
+                loss = np.float32(loss) if isinstance(loss, int) else loss.astype(np.float32)
         if _backend.is_cupy(loss):
             self._beside(loss)
             return loss * self._scale[0]
