@@ -13,6 +13,7 @@ between steps (``_group_tracking``), a group's hyper-parameter checks and their 
 
 from __future__ import annotations
 
+import re
 from operator import is_
 
 import numpy as np
@@ -31,6 +32,10 @@ from ._lowp_config import refuse_group_keywords
 from ._prechecks import PrecheckMixin
 from ._run import _merged, _Run
 from ._state_dict import StateDictMixin
+
+#: a param named by its index over all groups, as the step's checks name it ("params[2]"); not one
+#: already named by its group ("['params'][0]": after a quote)
+_FLAT_PARAM = re.compile(r"(?<![\w'])params\[(\d+)\]")
 
 
 class Optimizer(
@@ -305,9 +310,12 @@ class Optimizer(
             # a closure's grads named as the closure-based optimizers name them ("closure: grads[0]"):
             # "grads[0]: expected float32" named an argument this call did not pass. (The checks come
             # before any write: the step's one native call checks its arrays before it writes.)
-            if closure is None or type(e) not in (TypeError, ValueError) or not str(e).startswith("grads"):
+            if closure is not None and type(e) in (TypeError, ValueError) and str(e).startswith("grads"):
+                raise type(e)(f"closure: {e}") from None
+            named = self._named_by_group(e)
+            if named is e:
                 raise
-            raise type(e)(f"closure: {e}") from None
+            raise named from None
         if layout is not None:
             for group_runs in runs:
                 for run in group_runs:
@@ -364,8 +372,27 @@ class Optimizer(
     def _check_step(self, grads) -> None:
         """Raise what ``step(grads)`` would raise for bad input; change nothing (for wrappers that
         work on the gradients before they step, e.g. ``DistributedOptimizer``'s reduction)."""
-        grads, _, runs, _, _ = self._prepared(grads)
-        self._precheck(grads, runs)
+        try:
+            grads, _, runs, _, _ = self._prepared(grads)
+            self._precheck(grads, runs)
+        except (TypeError, ValueError) as e:
+            named = self._named_by_group(e)
+            if named is e:
+                raise
+            raise named from None
+
+    def _named_by_group(self, e: Exception) -> Exception:
+        """``e`` with each param it names by its index over all groups (``params[2]``: how the
+        step's native and Python checks name the arrays of their calls) named by its group and
+        place, as the rest of the library names a param (``param_groups[1]['params'][1]``, the
+        name of a param replaced in its list): ``params`` is no list the user built once there
+        are several groups. ``e`` itself with one group (its list is the one passed) or nothing
+        to rename."""
+        if len(self._group_params) < 2 or type(e) not in (TypeError, ValueError):
+            return e
+        n = sum(len(ps) for _, ps in self._group_params)
+        msg = _FLAT_PARAM.sub(lambda m: self._place(int(m[1]))[2] if int(m[1]) < n else m[0], str(e))
+        return e if msg == str(e) else type(e)(msg)
 
     def _ensure_state(self, run: _Run, hp: tuple) -> None:
         for name in self._needed(hp):
