@@ -64,3 +64,22 @@ def test_an_integer_loss_past_float32_range_is_inf_as_torch():
 def test_a_list_of_integer_losses_is_each_scaled():
     got = amp.GradScaler(init_scale=4.0).scale([np.int64(2), np.arange(3)])
     assert [g.dtype for g in got] == [np.float32, np.float32]
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [np.timedelta64(3, "s"), np.array([1.0], dtype=object), np.array(["1"]), np.array([np.datetime64("2020-01-01")])],
+    ids=["timedelta", "object", "str", "datetime"],
+)
+def test_a_loss_that_is_no_number_is_refused_naming_it(loss):
+    # (a timedelta was scaled as a timedelta, an object array as objects; torch has no such tensor)
+    with pytest.raises(TypeError, match=r"^loss: expected a number or an array"):
+        amp.GradScaler().scale(loss)
+    with pytest.raises(TypeError, match=r"^loss\[1\]: expected a number or an array"):
+        amp.GradScaler().scale([1.0, loss])
+
+
+def test_a_python_int_beyond_float_range_is_a_value_error_naming_the_loss():
+    # (Python's unnamed OverflowError "int too large to convert to float")
+    with pytest.raises(ValueError, match=r"^loss: an integer beyond float range"):
+        amp.GradScaler().scale(10**400)
