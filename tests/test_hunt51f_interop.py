@@ -173,3 +173,42 @@ def test_an_unknown_state_dtype_is_refused_by_the_torch_loader():
     with pytest.raises(ValueError, match=r"\[1\]\['state_dtype'\]: expected one of .*got 'int4'"):
         t.load_state_dict(sd)
     assert not t.state
+
+
+def _bf16_optim_checkpoint():
+    rng = np.random.default_rng(5107)
+    o = oo.Adam(_start(rng, False), lr=1e-2, state_dtype="bfloat16")
+    o.step(_grads(rng, False, len(SIZES)))
+    return o.state_dict()
+
+
+def test_an_archived_optim_checkpoint_loads_into_torch():
+    """Values as an archive gives them back: a 0-d step (torch's count stays a float32 tensor, not
+    an int64 one), a NumPy str format, raw uint16 bf16 bits (no ml_dtypes), big-endian bits."""
+    sd = _bf16_optim_checkpoint()
+    want = [torch.from_numpy(sd["state"][i]["exp_avg"].view(np.int16).copy()).view(torch.bfloat16) for i in range(4)]
+    sd["state"][1]["step"] = np.array(1)
+    sd["state"][1]["state_dtype"] = np.str_("bfloat16")
+    sd["state"][2]["exp_avg"] = sd["state"][2]["exp_avg"].view(np.uint16)
+    sd["state"][3]["exp_avg"] = sd["state"][3]["exp_avg"].view(np.uint16).astype(">u2")
+    t, _ = _torch_opt("Adam", {"lr": 1e-2}, {"state_dtype": "bfloat16"}, _start(np.random.default_rng(1), False))
+    t.load_state_dict(sd)
+    got = t.state_dict()["state"]
+    assert got[1]["step"].dtype is torch.float32 and float(got[1]["step"]) == 1.0
+    for i in range(4):
+        assert got[i]["exp_avg"].dtype is torch.bfloat16
+        assert torch.equal(got[i]["exp_avg"].view(torch.int16), want[i].view(torch.int16)), i
+
+
+def test_a_numpy_integer_block_size_loads_both_ways():
+    rng = np.random.default_rng(5108)
+    t, ps = _torch_opt("Adam", {"lr": 1e-2}, {"state_dtype": "int8", "block_size": 64}, _start(rng, False))
+    _torch_step(t, ps, _grads(rng, False, len(SIZES)))
+    sd = t.state_dict()
+    sd["state"][3]["block_size"] = np.int64(64)
+    t2, _ = _torch_opt("Adam", {"lr": 1e-2}, {"state_dtype": "int8", "block_size": 64}, [_np(p) for p in ps])
+    t2.load_state_dict(sd)
+    assert torch.equal(t2.state_dict()["state"][3]["exp_avg"], t.state_dict()["state"][3]["exp_avg"])
+    o = oo.Adam([_np(p) for p in ps], lr=1e-2, state_dtype="int8", block_size=64)
+    o.load_state_dict(sd)
+    assert np.array_equal(o.state_dict()["state"][3]["exp_avg"], t.state_dict()["state"][3]["exp_avg"].numpy())

@@ -32,10 +32,15 @@ FORMAT = "state_dtype"
 def _block(entry: dict, where: str):
     """The entry's block size (under either key); ValueError naming both where
     they disagree. ``None`` where the entry holds neither."""
-    a, b = entry.get(OPTIM_BLOCK), entry.get(TORCH_BLOCK)
+    # (a NumPy integer, as an archive gives one back, as the int it is: each loader takes ints)
+    a, b = (v if isinstance(v, bool) or not isinstance(v, np.integer) else int(v) for v in _pair(entry))
     if a is not None and b is not None and not (type(a) is type(b) and a == b):
         raise ValueError(f"{where}[{OPTIM_BLOCK!r}]: {a!r} disagrees with the entry's {TORCH_BLOCK!r} {b!r}")
     return a if b is None else b
+
+
+def _pair(entry: dict) -> tuple:
+    return entry.get(OPTIM_BLOCK), entry.get(TORCH_BLOCK)
 
 
 def _entries(sd):
@@ -104,14 +109,14 @@ def as_torch(sd):
     from .optim._lowp_config import STATE_DTYPES
 
     out = _entries(sd)
-    if not any(OPTIM_BLOCK in e or FORMAT in e or any(type(v) is np.ndarray for v in e.values()) for _, e in out):
+    if not any(_optim_form(e) for _, e in out):
         return sd
     state = dict(sd["state"])
     for key, e in out:
         where = f"state_dict['state'][{key!r}]"
         block = _block(e, where)
         fmt = e.get(FORMAT)
-        if FORMAT in e and (type(fmt) is not str or fmt not in STATE_DTYPES):
+        if FORMAT in e and (not isinstance(fmt, str) or fmt not in STATE_DTYPES):
             raise ValueError(f"{where}[{FORMAT!r}]: expected one of {STATE_DTYPES}, got {fmt!r}")
         if fmt == "int8" and block is None:
             block = 256  # (optkern.optim's loader reads an 8-bit entry without one as its default)
@@ -119,11 +124,26 @@ def as_torch(sd):
         for k, v in e.items():
             if k in (OPTIM_BLOCK, TORCH_BLOCK, FORMAT):
                 continue
-            new[k] = _tensor(v, bits_are_bf16=fmt == "bfloat16" and k != "master_param") if type(v) is np.ndarray else v
+            if type(v) is np.ndarray and k == "step" and v.ndim == 0:
+                new[k] = v.item()  # (optkern.optim's count, 0-d from an archive: a number, as it saves it)
+            elif type(v) is np.ndarray:
+                new[k] = _tensor(v, bits_are_bf16=fmt == "bfloat16" and k != "master_param")
+            else:
+                new[k] = v
         if block is not None:
             new[TORCH_BLOCK] = block
         state[key] = new
     return {**sd, "state": state}
+
+
+def _optim_form(e: dict) -> bool:
+    """Whether entry ``e`` holds anything of optkern.optim's form (or a NumPy integer block size)."""
+    return (
+        OPTIM_BLOCK in e
+        or FORMAT in e
+        or isinstance(e.get(TORCH_BLOCK), np.integer)
+        or any(type(v) is np.ndarray for v in e.values())
+    )
 
 
 def _tensor(a: np.ndarray, bits_are_bf16: bool):
