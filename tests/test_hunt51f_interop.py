@@ -212,3 +212,24 @@ def test_a_numpy_integer_block_size_loads_both_ways():
     o = oo.Adam([_np(p) for p in ps], lr=1e-2, state_dtype="int8", block_size=64)
     o.load_state_dict(sd)
     assert np.array_equal(o.state_dict()["state"][3]["exp_avg"], t.state_dict()["state"][3]["exp_avg"].numpy())
+
+
+@pytest.mark.parametrize("cfg", [{}, {"state_dtype": "int8"}, {"state_dtype": "bfloat16"}])
+def test_to_torch_state_dict_of_an_optim_checkpoint_is_what_torch_optim_loads(cfg):
+    """``to_torch_state_dict`` passed an optkern.optim checkpoint's NumPy arrays on (torch.optim's
+    loader then raised "expected a sequence of integers", naming nothing). Now torch.optim.Adam
+    loads it and steps as an optkern.optim float32 optimizer loaded with it does."""
+    rng = np.random.default_rng(5109)
+    start = _start(rng, False)
+    o = oo.Adam([v.copy() for v in start], lr=1e-2, **cfg)
+    o.step(_grads(rng, False, len(SIZES)))
+    sd = o.state_dict()
+    ref = oo.Adam([v.copy() for v in start], lr=1e-2)  # float32 states: the decoded values
+    ref.load_state_dict(sd)
+    ps = [_torch(v).requires_grad_() for v in start]
+    t = torch.optim.Adam(ps, lr=1e-2)
+    t.load_state_dict(ot.to_torch_state_dict(sd))
+    for i in range(len(SIZES)):
+        want = ref.state_dict()["state"][i]
+        for k in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(t.state[ps[i]][k].numpy(), want[k])
