@@ -57,6 +57,7 @@ from ._amp_checks import (
     _check_optimizer,
     _check_steps_from_grads,
     _checked_state,
+    _loss_widened,
     _new_scale,
     _skips_on_device,
     _wrapped_lowp,
@@ -139,20 +140,7 @@ class GradScaler(ScalerPasses):
             # torch's form for several outputs (``scaler.scale([l1, l2])``): each one scaled, in a
             # container of the same type (a list used to be refused as not a number)
             return type(loss)(self._scaled(v, f"{name}[{i}]") for i, v in enumerate(loss))
-        kind = loss.dtype.kind if isinstance(loss, (np.ndarray, np.generic)) or _backend.is_cupy(loss) else None
-        if kind is not None and kind not in "biufc" and _half_fmt(loss.dtype) is None:  # (ml_dtypes' bfloat16: 'V')
-            # (a timedelta, object or string array: no loss, scaled as its own type or refused by
-            # NumPy's unnamed errors; torch has no such tensor)
-            raise TypeError(f"{name}: expected a number or an array of numbers, got dtype {loss.dtype}")
-        if isinstance(loss, int) or (kind is not None and kind in "biu"):
-            # torch multiplies by its 0-d float32 scale tensor: an integer or bool loss tensor comes
-            # out float32 (its values cast to float32, then the product in float32). NumPy's int
-            # times the Python float scale was float64; a Python int is taken as torch's int tensor.
-            with np.errstate(over="ignore"):  # (an int past float32's range: inf, as torch's)
-                try:
-                    loss = np.float32(loss) if isinstance(loss, int) else loss.astype(np.float32)
-                except OverflowError:  # (Python's unnamed "int too large to convert to float")
-                    raise ValueError(f"{name}: an integer beyond float range") from None
+        loss = _loss_widened(loss, name)
         if _backend.is_cupy(loss):
             self._beside(loss)
             return loss * self._scale[0]

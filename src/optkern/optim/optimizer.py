@@ -13,7 +13,6 @@ between steps (``_group_tracking``), a group's hyper-parameter checks and their 
 
 from __future__ import annotations
 
-import re
 from operator import is_
 
 import numpy as np
@@ -32,10 +31,6 @@ from ._lowp_config import refuse_group_keywords
 from ._prechecks import PrecheckMixin
 from ._run import _merged, _Run
 from ._state_dict import StateDictMixin
-
-#: a param named by its index over all groups, as the step's checks name it ("params[2]"); not one
-#: already named by its group ("['params'][0]": after a quote)
-_FLAT_PARAM = re.compile(r"(?<![\w'])params\[(\d+)\]")
 
 
 class Optimizer(
@@ -380,19 +375,6 @@ class Optimizer(
             if named is e:
                 raise
             raise named from None
-
-    def _named_by_group(self, e: Exception) -> Exception:
-        """``e`` with each param it names by its index over all groups (``params[2]``: how the
-        step's native and Python checks name the arrays of their calls) named by its group and
-        place, as the rest of the library names a param (``param_groups[1]['params'][1]``, the
-        name of a param replaced in its list): ``params`` is no list the user built once there
-        are several groups. ``e`` itself with one group (its list is the one passed) or nothing
-        to rename."""
-        if len(self._group_params) < 2 or type(e) not in (TypeError, ValueError):
-            return e
-        n = sum(len(ps) for _, ps in self._group_params)
-        msg = _FLAT_PARAM.sub(lambda m: self._place(int(m[1]))[2] if int(m[1]) < n else m[0], str(e))
-        return e if msg == str(e) else type(e)(msg)
 
     def _ensure_state(self, run: _Run, hp: tuple) -> None:
         for name in self._needed(hp):
