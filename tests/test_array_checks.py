@@ -33,6 +33,7 @@ def test_a_step_of_two_groups_refuses_two_params_sharing_memory():
 
     buf = np.zeros(10, np.float32)
     opt = optim.Adam([{"params": [buf[:6]]}, {"params": [buf[4:]], "lr": 0.1}])
-    with pytest.raises(ValueError, match=r"shares memory with params\[0\]"):
+    # (named by group and place: param_groups[1]['params'][0] and [0]['params'][0], hunt 51f)
+    with pytest.raises(ValueError, match=r"shares memory with param_groups\[0\]\['params'\]\[0\]"):
         opt.step([np.ones(6, np.float32), np.ones(6, np.float32)])
     assert not buf.any()

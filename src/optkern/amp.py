@@ -57,6 +57,7 @@ from ._amp_checks import (
     _check_optimizer,
     _check_steps_from_grads,
     _checked_state,
+    _loss_widened,
     _new_scale,
     _skips_on_device,
     _wrapped_lowp,
@@ -127,7 +128,8 @@ class GradScaler(ScalerPasses):
     @serialized
     def scale(self, loss):
         """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale; a
-        0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it; a list
+        0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it, and an
+        integer or bool one (NumPy, CuPy, a Python int) made float32 as torch's makes its int tensors; a list
         or tuple of losses, each scaled, as torch's)."""
         if not self.enabled:
             return loss
@@ -138,6 +140,7 @@ class GradScaler(ScalerPasses):
             # torch's form for several outputs (``scaler.scale([l1, l2])``): each one scaled, in a
             # container of the same type (a list used to be refused as not a number)
             return type(loss)(self._scaled(v, f"{name}[{i}]") for i, v in enumerate(loss))
+        loss = _loss_widened(loss, name)
         if _backend.is_cupy(loss):
             self._beside(loss)
             return loss * self._scale[0]

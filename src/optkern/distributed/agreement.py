@@ -118,8 +118,19 @@ def extremes(comm, values: list, where: str, call: str | None = None) -> tuple[n
     comm._header_reduce(buf)
     hi, lo = buf[0::2], -buf[1::2]
     if hi[0] != lo[0]:
-        raise calls_apart(comm.allgather_object(call or where))
+        raise apart(comm, call or where)
     return hi[1 : len(values) + 1], lo[1 : len(values) + 1]
+
+
+def apart(comm, call: str) -> Exception:
+    """The ranks' headers in ``comm`` (a Communicator) differ: every rank's ``call`` gathered, the
+    notes of the ranks among them that refused their ``comm`` taken from the queue
+    (:func:`.no_comm.drain`), and :func:`calls_apart`'s error returned."""
+    from .no_comm import drain  # (that module imports this one)
+
+    calls = comm.allgather_object(call)
+    drain(calls, comm.mpi)
+    return calls_apart(calls)
 
 
 def calls_apart(calls: list) -> Exception:

@@ -29,7 +29,7 @@ from array import array
 
 import numpy as np
 
-from .agreement import HEADER, _code, _raise_any, _said, calls_apart, first_unlike
+from .agreement import HEADER, _code, _raise_any, _said, apart, first_unlike
 
 _MPI: list = []  # (mpi4py's IN_PLACE and MAX, looked up once: the header is on every checked call)
 _BITS = (1 << 52) - 1  # (a fingerprint exact in a float64, and its negative)
@@ -92,7 +92,7 @@ def alike(comm, call: str, err, fields: tuple) -> None:
     comm.mpi.Iallreduce(_MPI[0], buf, op=_MPI[1]).Wait()  # (nonblocking: .no_comm)
     if buf[0] != -buf[1]:
         buf[:] = array("d", bytes(16 * HEADER))  # (a wrapper's longer header was met: zeros again)
-        raise calls_apart(comm.allgather_object(f"Communicator.{call}"))
+        raise apart(comm, f"Communicator.{call}")
     if buf[2] == 0.0 and buf[4] == -buf[5]:  # (buf[2]: 1 where any rank refused, this one too)
         return
     got = comm.allgather_object((_said(err), [_shown(v) for _, v in fields]))

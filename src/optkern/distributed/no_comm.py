@@ -15,7 +15,15 @@ refuses it on its own rank only -- a rank left out of a ``Split``, whose communi
 others'.)
 
 Where the others were given another communicator (a ``Split`` or ``Dup`` of the world) nobody is in
-``COMM_WORLD``'s header: this rank waits :data:`WAIT_S` seconds for one, then raises its own error
+``COMM_WORLD``'s header: they wait in their own communicator's header, which this rank never joins.
+So this rank also sends every other rank a note (:data:`NOTE_TAG`, point to point in ``COMM_WORLD``),
+and a header in a communicator other than the world waits by polling (:func:`wait_header`): a rank
+that finds a note from a member of that communicator (who, having refused, will never come) joins
+this rank's header in ``COMM_WORLD`` and its allgather, and raises this rank's error, saying which
+rank. A note from a rank that is no member of the communicator waited in is left alone; a rank that
+met the refusal in ``COMM_WORLD``'s own header takes the note from the queue there (:func:`drain`),
+so that none is read later as a new refusal. Where some rank never comes to a header (it works in a
+communicator without this rank), this rank waits :data:`WAIT_S` seconds, then raises its own error
 alone (as before). Nonblocking for that reason: a blocking allreduce could not be given up, and MPI
 never matches a nonblocking collective with a blocking one, so every header is nonblocking
 (:meth:`.transport.Transport._header_reduce`). A collective request cannot be cancelled, though:
@@ -32,7 +40,7 @@ import time
 
 import numpy as np
 
-from .agreement import HEADER, _code, _said
+from .agreement import HEADER, _code, _said, calls_apart
 from .transport import PENDING_REFUSALS as _pending
 from .transport import mpi
 
@@ -41,6 +49,15 @@ WAIT_S = 30.0
 
 #: The header's code for "this rank refused its communicator": no call's name hashes to it alike.
 CALL = "a constructor whose comm argument was refused"
+
+#: The tag of a refusing rank's note to each other rank in ``COMM_WORLD`` (see the module doc).
+NOTE_TAG = 0x0C0FFEE
+
+#: The header a rank puts into the refusing rank's ``COMM_WORLD`` header when a note called it there.
+_JOINED = "a header in another communicator, left for a refusal"
+
+#: This rank's sent notes (their requests, completed once the others took them, or at exit).
+_sent: list = []
 
 
 def refuse(err: Exception) -> Exception:
@@ -52,6 +69,8 @@ def refuse(err: Exception) -> Exception:
         return err
     world = MPI.COMM_WORLD
     settle(world)  # (an earlier refusal's header first: COMM_WORLD's collectives match in order)
+    note = refusal(err)
+    _sent.extend(world.isend(note, dest=r, tag=NOTE_TAG) for r in range(world.Get_size()) if r != world.Get_rank())
     buf = np.zeros(2 * HEADER)  # (the header's layout: (value, -value) pairs, the code first)
     buf[0], buf[1] = _code(CALL), -_code(CALL)
     req = world.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
@@ -86,8 +105,50 @@ def settle(comm) -> Exception | None:
 
 def _told(world, err: Exception) -> None:
     """The refusal's header completed: the others saw another call's code in it (or every rank
-    refused alike): calls_apart's allgather, with this refusal."""
-    world.allgather(refusal(err))
+    refused alike): calls_apart's allgather, with this refusal (the notes of other refusing ranks
+    taken from the queue; this rank's own sent ones completed, as every rank took them)."""
+    drain(world.allgather(refusal(err)), world)
+    while _sent:
+        _sent.pop().Wait()
+
+
+def drain(calls: list, comm) -> None:
+    """After ``calls_apart``'s allgather in ``COMM_WORLD`` (``comm``): the note of each rank that
+    refused (a tuple among ``calls``) taken from this rank's queue, where it would be read as a
+    new refusal by this rank's next header in another communicator."""
+    MPI = mpi()
+    if comm != MPI.COMM_WORLD:
+        return
+    me = comm.Get_rank()
+    for r, c in enumerate(calls):
+        if isinstance(c, tuple) and r != me:
+            comm.recv(source=r, tag=NOTE_TAG)
+
+
+def wait_header(req, comm) -> None:
+    """Wait for header request ``req`` in ``comm`` (not ``COMM_WORLD``), reading the refusing ranks'
+    notes meanwhile: a note from a member of ``comm`` (who will never join its header) makes this
+    rank join that rank's ``COMM_WORLD`` header and allgather, and raise its error (saying which
+    rank). ``req`` is left pending then (a collective request cannot be cancelled: ``comm`` is
+    unusable after, as it is for the refusing rank)."""
+    MPI = mpi()
+    world, status = MPI.COMM_WORLD, MPI.Status()
+    members: dict = {}
+    while not req.Test():
+        if not world.Iprobe(source=MPI.ANY_SOURCE, tag=NOTE_TAG, status=status):
+            continue
+        src = status.Get_source()
+        if src not in members:  # (its rank in comm, or MPI.UNDEFINED: a rank comm does not hold)
+            members[src] = MPI.Group.Translate_ranks(world.Get_group(), [src], comm.Get_group())[0]
+        if members[src] == MPI.UNDEFINED:
+            time.sleep(1e-4)  # (a note for another communicator's waiters: left in the queue)
+            continue
+        buf = np.zeros(2 * HEADER)
+        buf[0], buf[1] = _code(_JOINED), -_code(_JOINED)
+        world.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX).Wait()
+        calls = world.allgather(_JOINED)
+        drain(calls, world)  # (the note found above among them)
+        raise calls_apart(calls)
 
 
 def refusal(err: Exception) -> tuple:

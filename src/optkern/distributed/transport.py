@@ -123,7 +123,13 @@ class Transport:
             late = no_comm.settle(self.mpi)
             if late is not None:
                 raise late
-        self.mpi.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX).Wait()
+        req = self.mpi.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        if self.mpi == MPI.COMM_WORLD:
+            req.Wait()
+        else:  # (a refusing rank of this communicator reports in the world: its note read meanwhile)
+            from . import no_comm
+
+            no_comm.wait_header(req, self.mpi)
 
     def _mpi_extreme(self, x, op: str) -> None:
         """MPI's MAX / MIN of floats, a NaN propagated as NumPy's ``maximum`` / ``minimum`` do.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _backend, lowp
+from .._lowp_schema import as_optim
 from .._serial import serialized
 from ._lowp_config import _MASTER, STATE_DTYPES, _host, check_block_scales
 from ._parts import OptimizerParts
@@ -95,9 +96,11 @@ class LowpStateDictMixin(OptimizerParts):
 
     def _lowp_float32(self, sd):
         """``sd`` with every stored state as float32 values (8-bit dequantized, bf16 widened), the
-        format keys gone; exact 8-bit data kept aside when this optimizer stores the same."""
+        format keys gone; exact 8-bit data kept aside when this optimizer stores the same. An
+        optkern.torch checkpoint is read in this form first (``_lowp_schema.as_optim``)."""
         if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict):
             return sd
+        sd = as_optim(sd)
         _saved_seed(sd)  # (checked: one valid seed or none)
         lp = self._lowp
         base = type(self)._state_names

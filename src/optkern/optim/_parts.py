@@ -17,6 +17,9 @@ class OptimizerParts:
         _state_names: tuple
         _has_step: bool
         _capturable: bool
+        _group_params: list
+
+        def _place(self, i: int) -> tuple: ...
 
         def _check_group(self, group: dict, where: str) -> tuple: ...
         def _check_param_groups(self) -> None: ...

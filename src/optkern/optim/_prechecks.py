@@ -8,6 +8,7 @@ runs, the CUDA module's for CuPy runs, both over cpp/include/optkern/step_checks
 
 from __future__ import annotations
 
+import re
 from operator import attrgetter
 
 from .._array_checks import counted
@@ -15,6 +16,10 @@ from ._parts import OptimizerParts
 from ._run import _Run
 
 _size = attrgetter("size")
+
+#: a param named by its index over all groups, as the step's checks name it ("params[2]"); not one
+#: already named by its group ("['params'][0]": after a quote)
+_FLAT_PARAM = re.compile(r"(?<![\w'])params\[(\d+)\]")
 
 
 def _check_state_sizes(run: _Run, names) -> None:
@@ -75,3 +80,16 @@ class PrecheckMixin(OptimizerParts):
 
     def _needed_any(self, run: _Run):
         return [n for n in self._state_names if n in run.state]
+
+    def _named_by_group(self, e: Exception) -> Exception:
+        """``e`` with each param it names by its index over all groups (``params[2]``: how the
+        step's native and Python checks name the arrays of their calls) named by its group and
+        place, as the rest of the library names a param (``param_groups[1]['params'][1]``, the
+        name of a param replaced in its list): ``params`` is no list the user built once there
+        are several groups. ``e`` itself with one group (its list is the one passed) or nothing
+        to rename."""
+        if len(self._group_params) < 2 or type(e) not in (TypeError, ValueError):
+            return e
+        n = sum(len(ps) for _, ps in self._group_params)
+        msg = _FLAT_PARAM.sub(lambda m: self._place(int(m[1]))[2] if int(m[1]) < n else m[0], str(e))
+        return e if msg == str(e) else type(e)(msg)

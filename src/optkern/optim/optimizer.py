@@ -305,9 +305,12 @@ class Optimizer(
             # a closure's grads named as the closure-based optimizers name them ("closure: grads[0]"):
             # "grads[0]: expected float32" named an argument this call did not pass. (The checks come
             # before any write: the step's one native call checks its arrays before it writes.)
-            if closure is None or type(e) not in (TypeError, ValueError) or not str(e).startswith("grads"):
+            if closure is not None and type(e) in (TypeError, ValueError) and str(e).startswith("grads"):
+                raise type(e)(f"closure: {e}") from None
+            named = self._named_by_group(e)
+            if named is e:
                 raise
-            raise type(e)(f"closure: {e}") from None
+            raise named from None
         if layout is not None:
             for group_runs in runs:
                 for run in group_runs:
@@ -364,8 +367,14 @@ class Optimizer(
     def _check_step(self, grads) -> None:
         """Raise what ``step(grads)`` would raise for bad input; change nothing (for wrappers that
         work on the gradients before they step, e.g. ``DistributedOptimizer``'s reduction)."""
-        grads, _, runs, _, _ = self._prepared(grads)
-        self._precheck(grads, runs)
+        try:
+            grads, _, runs, _, _ = self._prepared(grads)
+            self._precheck(grads, runs)
+        except (TypeError, ValueError) as e:
+            named = self._named_by_group(e)
+            if named is e:
+                raise
+            raise named from None
 
     def _ensure_state(self, run: _Run, hp: tuple) -> None:
         for name in self._needed(hp):

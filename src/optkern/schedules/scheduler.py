@@ -74,7 +74,7 @@ class Scheduler:
         # (the flag rule every step reads ``relative`` by: a NumPy bool, taken when assigned, was
         # refused here as "expected a bool, got bool", and by load_state_dict in the state it wrote)
         relative = _backend.flag("relative", relative)
-        _check_target_types(key, index)
+        index = _check_target_types(key, index)
         for i, g in enumerate(groups):
             if key not in g:
                 # (names key, the wrong argument, and what it could be: the group's entries)
@@ -170,7 +170,7 @@ class Scheduler:
         key, index = self.key, self.index
         if key is self._target[0] and index is self._target[1]:
             return
-        _check_target_types(key, index)
+        index = _check_target_types(key, index)
         if (key, index) != self._target:
             name = "key" if key != self._target[0] else "index"
             raise ValueError(
@@ -316,11 +316,17 @@ class Scheduler:
 _ABSENT = object()  # (a group's 'initial_<key>' entry that was not there)
 
 
-def _check_target_types(key, index) -> None:
+def _check_target_types(key, index) -> int | None:
+    """``index`` as a Python int (or None) once ``key`` and ``index`` are of the right types. A NumPy
+    integer is one (as every integer argument of the library takes it; it was refused as "expected an
+    int, got int64"); a bool is not."""
     if not isinstance(key, str):
         raise TypeError(f"key: expected a str, got {type(key).__name__}")
-    if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+    if index is None or type(index) is int:
+        return index
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
         raise TypeError(f"index: expected an int or None, got {type(index).__name__}")
+    return int(index)
 
 
 def _check_entry(v, key: str, index, i: int) -> None:

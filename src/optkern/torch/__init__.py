@@ -38,7 +38,9 @@ saved one would have; a checkpoint without one keeps the constructor's);
 ``to_torch_state_dict`` turns it into one ``torch.optim`` loads (needed for
 8-bit states: torch's loader would cast the codes to floats; and for SGD's textbook momentum
 buffers v = -lr b, made torch's b), and every
-optkern.torch optimizer loads torch's checkpoints and each other's, converting.
+optkern.torch optimizer loads torch's checkpoints and each other's, converting; checkpoints
+cross with the same optkern.optim optimizer both ways (its ``block`` / ``state_dtype`` / NumPy form
+translated in one place, :mod:`optkern._lowp_schema`).
 Under ``torch.amp.GradScaler`` such an optimizer takes the scale and found_inf
 as torch's fused optimizers do: the step unscales the (float16) grads as it
 widens them and skips when a grad overflowed.

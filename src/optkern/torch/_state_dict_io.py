@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._lowp_schema import as_torch
 from .._serial import serialized
 from . import _lowp
 from ._checks_state import load_defaults
@@ -62,7 +63,10 @@ class _StateDictIO:
 
         The whole state dict is checked first (``_check_state_dict``: its structure, every group's
         hyper-parameters as the constructor checks them, every state entry against its param), and
-        on any error the optimizer keeps its state and groups: nothing is assigned."""
+        on any error the optimizer keeps its state and groups: nothing is assigned. An optkern.optim
+        checkpoint (NumPy arrays, ``block``, ``state_dtype``) is read in torch's form first
+        (``_lowp_schema.as_torch``)."""
+        state_dict = as_torch(state_dict)
         self._check_state_dict(state_dict)
         seed, state_dict = _lowp.take_seed(state_dict)  # (checked; torch's loader would keep it in the state)
         state_dict, exact = self._lowp_load(state_dict)

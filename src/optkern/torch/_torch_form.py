@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from .._lowp_schema import as_torch
 from ._lowp import _is_8bit, float_entry
 
 _BUF = "momentum_buffer"
@@ -36,9 +37,13 @@ def to_torch_state_dict(state_dict: dict, names: tuple = ()) -> dict:
     see the module). Other entries are shared, not copied; the ``seed`` stays (torch's optimizers
     keep it as an unknown entry and save it again, so a checkpoint back from torch.optim rounds on
     with it). ``names``: the moments to convert (default: every 8-bit or bfloat16 tensor).
-    ValueError naming the group's ``lr`` where a textbook buffer has no torch form."""
+    ValueError naming the group's ``lr`` where a textbook buffer has no torch form. An optkern.optim
+    checkpoint (NumPy arrays, ``block`` / ``state_dtype``) is read in optkern.torch's form first
+    (:func:`optkern._lowp_schema.as_torch`): its arrays were passed on as NumPy arrays, which
+    torch's loader refused with an error naming nothing."""
     if not isinstance(state_dict, dict) or not isinstance(state_dict.get("state"), dict):
         raise TypeError("state_dict: expected an optimizer state dict (with a 'state' dict)")
+    state_dict = as_torch(state_dict)
     state = {}
     for key, entry in state_dict["state"].items():
         if not isinstance(entry, dict):
