@@ -213,12 +213,14 @@ def vector(v, like, n: int, name: str):
 
 
 def count(entry: dict, key: str, where: str, strict: bool) -> int:
-    """A non-negative counter of a state entry (required in a non-empty entry under ``strict``)."""
+    """A non-negative counter of a state entry (required in a non-empty entry under ``strict``), at most
+    2**63 - 1: one past it no run reaches (an evaluation a nanosecond for 292 years), a damaged or tampered
+    entry, as a negative one is; 2**70 was loaded, and torch's int64 tensors or a C count cannot hold it."""
     if key not in entry and (not strict or not entry):
         return 0
     if key not in entry:
         raise ValueError(f"{where}: missing {key!r}")
-    return _backend.integer(f"{where}[{key!r}]", entry[key], lo=0)
+    return _backend.integer(f"{where}[{key!r}]", entry[key], lo=0, hi=_backend.INT64_MAX)
 
 
 # ---- LBFGS --------------------------------------------------------------------------------
