@@ -111,8 +111,13 @@ def real_array(xp, v, name: str):
     sparse matrix or array is read as its dense values: ``H @ S`` (``matmat``, which SciPy's
     ``LinearOperator.matmat`` hands a sparse block unconverted) was refused as "V: expected real
     numbers, got an array of dtype object"; the product of an operator known by its products is
-    dense anyway, ``(n, k)`` like the block."""
-    if _backend.is_foreign(v):
+    dense anyway, ``(n, k)`` like the block. A masked array is refused (its mask would be ignored).
+    Bools are refused: not numbers here, as a bool scalar is not a real to ``_scalars.real`` (a mask
+    given as ``v0`` or ``precond_diag`` ran as a vector of ones and zeros); integers are not (exact
+    numbers, as SciPy reads them)."""
+    if type(v) is not np.ndarray and _backend._to_view(v):
+        # (a masked array refused, as every array argument's check does: asarray read it as its data,
+        # the masked entries' hidden values taken as numbers)
         v = _backend.as_array(v, name)
     if type(v) is not np.ndarray and is_scipy_sparse(v):  # (the vectors of a loop: no lookup, ~0.6 us)
         v = v.toarray()
@@ -120,7 +125,7 @@ def real_array(xp, v, name: str):
         a = xp.asarray(v)
     except (TypeError, ValueError) as e:  # a ragged list...
         raise TypeError(f"{name}: cannot be read as an array of numbers ({e})") from None
-    if a.dtype.kind not in "biuf":
+    if a.dtype.kind not in "iuf":
         raise TypeError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
     return a
 

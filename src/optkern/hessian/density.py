@@ -268,8 +268,15 @@ def _top_space(op, k: int, tol, max_steps, seed, progress):
     if k > n:
         raise ValueError(f"k: must be at most n = {n}, got {k}")
     kk = min(k + 1, n)
-    if max_steps is not None:  # (room for the one more pair; the caller's cap is on products)
-        max_steps = max(_backend.integer("max_steps", max_steps, lo=k), kk)
+    if max_steps is not None:
+        max_steps = _backend.integer("max_steps", max_steps, lo=k)
+        if max_steps < kk:
+            # (the caller's cap is on products, and k + 1 pairs take k + 1 of them: it was raised to
+            # k + 1 here, one product past the cap; refused before any, as an unconverged run is)
+            raise ValueError(
+                f"max_steps: the top-{kk} Ritz pairs did not converge in {max_steps} products: they take at "
+                f"least {kk} (the (k+1)-th tells whether the top-{k} eigenspace is unique); raise max_steps"
+            )
     r = top_eigenvalues(
         op, kk, "LA", tol=tol, max_steps=max_steps, seed=seed, return_eigenvectors=True, progress=progress
     )

@@ -23,6 +23,10 @@ class LBFGSHistory:
         _al: Any
         _sy: np.ndarray
         _yy: np.ndarray
+        _mod: Any  # (the optimizer's: the native module, and its buffers' makers)
+        _vec: Any
+        _out: Any
+        _host: Any
 
     def _push(self, g, history_size):
         """Adds the pair (g - prev_g, t d) when its curvature s.y > 1e-10 (torch's rule); returns (sg, yg)."""
@@ -67,6 +71,31 @@ class LBFGSHistory:
         self._ro.append(1.0 / ys)
         self._h_diag = ys / yy
         return np.append(sg, gs), np.append(yg, gy)
+
+    def _gram_of(self, S: list, Y: list) -> tuple[np.ndarray, np.ndarray]:
+        """The Gram matrices ``(s_i . y_j, y_i . y_j)`` of the pairs ``S``, ``Y`` (oldest first), each
+        entry the bits the step's own push gave it: pair ``j`` pushed again after pairs ``0 .. j-1``
+        (``lbfgs_push_`` with ``d = s_j``, ``t = 1``, ``g = y_j``, ``prev_g = 0``, so that its new pair
+        is ``(s_j, y_j)`` exactly), which the kernel sums in the order it did when the step added it.
+        A loaded history's inner products: never taken from the checkpoint, whose ``gram_sy`` /
+        ``gram_yy`` (and ``ro``, ``H_diag``: derived from them) a stale or tampered file may hold
+        other values of, which then steered every later direction. ``k`` passes over up to ``k``
+        rows: at load only."""
+        k = len(S)
+        sy, yy = np.zeros((k, k)), np.zeros((k, k))
+        if not k:
+            return sy, yy
+        s_new, y_new, zero = self._vec(), self._vec(), self._vec()
+        out = self._out(5 * k + 4)
+        for j in range(k):
+            zero[...] = 0  # (the push writes prev_g = g)
+            self._mod.lbfgs_push_(S[:j], Y[:j], s_new, y_new, Y[j], zero, S[j], 1.0, out)
+            dots = self._host(out)[: 5 * j + 2]
+            rows = dots[: 5 * j].reshape(j, 5)
+            sy[j, :j], sy[:j, j], yy[j, :j] = rows[:, 0], rows[:, 1], rows[:, 2]
+            yy[:j, j] = rows[:, 2]
+            sy[j, j], yy[j, j] = dots[5 * j], dots[5 * j + 1]
+        return sy, yy
 
     def _grow(self, rows: int, history_size: int):
         """Room for ``rows`` pairs in the Gram matrices: doubled when full, up to ``history_size``."""

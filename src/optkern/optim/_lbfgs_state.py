@@ -2,8 +2,10 @@
 
 torch keeps L-BFGS's global state under the first parameter; so does this. ``old_dirs`` are the
 ``y`` vectors and ``old_stps`` the ``s`` vectors (torch's names), oldest first. optkern adds
-``gram_sy`` / ``gram_yy`` (the inner products it maintains); a torch checkpoint without them gets
-them recomputed from the vectors.
+``gram_sy`` / ``gram_yy`` (the inner products it maintains). Loading takes the inner products, and
+``ro`` and ``H_diag`` derived from them, from the vectors (``LBFGS._gram_of``: the bits the step's
+own kernel gave them), for torch's checkpoints and optkern's alike; the saved ones are checked for
+their layout, never read.
 
 :func:`distinct`, :func:`same_params`, :func:`one_group` and :func:`vector` are the checks the single-group
 second-order optimizers (LBFGS, NewtonCG) share: params that share no memory, and the first-order
@@ -214,12 +216,14 @@ def vector(v, like, n: int, name: str):
 
 
 def count(entry: dict, key: str, where: str, strict: bool) -> int:
-    """A non-negative counter of a state entry (required in a non-empty entry under ``strict``)."""
+    """A non-negative counter of a state entry (required in a non-empty entry under ``strict``), at most
+    2**63 - 1: one past it no run reaches (an evaluation a nanosecond for 292 years), a damaged or tampered
+    entry, as a negative one is; 2**70 was loaded, and torch's int64 tensors or a C count cannot hold it."""
     if key not in entry and (not strict or not entry):
         return 0
     if key not in entry:
         raise ValueError(f"{where}: missing {key!r}")
-    return _backend.integer(f"{where}[{key!r}]", entry[key], lo=0)
+    return _backend.integer(f"{where}[{key!r}]", entry[key], lo=0, hi=_backend.INT64_MAX)
 
 
 # ---- LBFGS --------------------------------------------------------------------------------
@@ -277,7 +281,8 @@ def _history(opt, st: dict, where: str) -> dict:
     like, n = opt._params[0], opt._n
     ys = [vector(y, like, n, f"{at('old_dirs')}[{i}]") for i, y in enumerate(_list(st, "old_dirs", where))]
     ss = [vector(s, like, n, f"{at('old_stps')}[{i}]") for i, s in enumerate(_list(st, "old_stps", where))]
-    # ro = 1 / s.y and H_diag = s.y / y.y of pairs kept for their curvature s.y > 1e-10: positive
+    # ro = 1 / s.y and H_diag = s.y / y.y of pairs kept for their curvature s.y > 1e-10: positive (checked
+    # as saved, then taken from the vectors, below)
     ro = [check_scalar(r, f"{at('ro')}[{i}]", 0.0, None, True) for i, r in enumerate(_list(st, "ro", where))]
     k = len(ys)
     if not k == len(ss) == len(ro):
@@ -289,26 +294,35 @@ def _history(opt, st: dict, where: str) -> dict:
     out = {
         "S": ss,
         "Y": ys,
-        "ro": ro,
         "d": vector(st["d"], like, n, at("d")),
         "prev_g": vector(st["prev_flat_grad"], like, n, at("prev_flat_grad")),
         # (the last step length, >= 0: the next step's first pair is s = t d; a negative one entered
         # the history reversed)
         "t": check_scalar(st["t"], at("t"), 0.0),
-        "H_diag": check_scalar(st["H_diag"], at("H_diag"), 0.0, None, True),
         "prev_loss": check_scalar(st["prev_loss"], at("prev_loss")),
     }
+    check_scalar(st["H_diag"], at("H_diag"), 0.0, None, True)
     if ("gram_sy" in st) != ("gram_yy" in st):
         have, lack = ("gram_sy", "gram_yy") if "gram_sy" in st else ("gram_yy", "gram_sy")
         raise ValueError(f"{where}: has {have!r} without {lack!r}")
-    if "gram_sy" in st:
-        for key, name in (("gram_sy", "sy"), ("gram_yy", "yy")):
-            check_array(st[key], _shaped((k, k), np.float64), at(key))
-            out[name] = np.array(_backend.to_numpy(st[key]), dtype=np.float64)
-    else:  # a torch checkpoint: the inner products from the vectors (float64)
-        S = np.stack([_backend.to_numpy(s).astype(np.float64) for s in ss]) if k else np.zeros((0, n))
-        Y = np.stack([_backend.to_numpy(y).astype(np.float64) for y in ys]) if k else np.zeros((0, n))
-        out["sy"], out["yy"] = S @ Y.T, Y @ Y.T
+    for key in ("gram_sy", "gram_yy") if "gram_sy" in st else ():  # (checked as saved; not read: below)
+        check_array(st[key], _shaped((k, k), np.float64), at(key))
+    # The inner products, ro = 1 / s.y and H_diag = s.y / y.y of the newest pair are derived from the
+    # vectors: taken from them (the bits the step's own push gave them, LBFGS._gram_of), not from the
+    # checkpoint, where a stale or tampered gram_sy, ro or H_diag steered every later direction
+    # (torch's checkpoints hold no Gram matrices: the same path).
+    sy, yy = opt._gram_of(ss, ys)
+    for j in range(k):  # (pair j's products with itself and the pairs before it, as the step's push checks them)
+        if not (sy[j, j] > 0.0 and np.isfinite(sy[j, : j + 1]).all() and np.isfinite(sy[:j, j]).all()) or not (
+            np.isfinite(yy[j, : j + 1]).all()
+        ):
+            raise ValueError(
+                f"{at('old_stps')}[{j}], {at('old_dirs')}[{j}]: not a pair the step keeps (s.y = {float(sy[j, j])!r} "
+                "must be positive, and its inner products with itself and the pairs before it finite)"
+            )
+    out["sy"], out["yy"] = sy, yy
+    out["ro"] = [1.0 / float(sy[j, j]) for j in range(k)]
+    out["H_diag"] = float(sy[k - 1, k - 1] / yy[k - 1, k - 1]) if k else 1.0
     al = st.get("al")  # torch: history_size slots, None where unused; only a report (state_dict)
     if al is not None:
         al = [None if a is None else check_scalar(a, f"{at('al')}[{i}]") for i, a in enumerate(_list(st, "al", where))]

@@ -329,7 +329,8 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
     def state_dict(self) -> dict:
         """torch's LBFGS state layout (``state[0]``: ``d``, ``t``, ``old_dirs`` = y's, ``old_stps`` = s's,
         ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``, ``n_iter``, ``func_evals``, ``al``) plus the
-        inner products optkern keeps (``gram_sy``, ``gram_yy``). Arrays are copies."""
+        inner products optkern keeps (``gram_sy``, ``gram_yy``). Arrays are copies. (``load_state_dict``
+        takes the inner products, ``ro`` and ``H_diag`` from the vectors, not from these entries.)"""
         from ._lbfgs_state import state_dict
 
         return state_dict(self)

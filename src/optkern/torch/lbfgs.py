@@ -11,11 +11,12 @@ step in torch's layout (``d``, ``t``, ``old_dirs``, ``old_stps``, ``ro``, ``H_di
 ``prev_flat_grad``, ``prev_loss``, ``n_iter``, ``func_evals``, ``al``; the vectors are tensors over
 those buffers, not copies, as torch's state holds its own), plus ``gram_sy`` / ``gram_yy``, the
 inner products optkern keeps (float64, CPU). So ``state_dict()`` is torch's format: a checkpoint
-moves between ``torch.optim.LBFGS`` and this class both ways (torch ignores the two extra keys; a
-checkpoint without them gets them recomputed). For params contiguous in another order of their dims
-(channels_last) ``opt.state`` holds the vectors in the params' memory order (the inner buffers) and
-``state_dict()`` in torch's (their logical order), which ``load_state_dict`` takes; params given another
-layout, dtype or device between steps have the state carried over (:mod:`._flat_order`).
+moves between ``torch.optim.LBFGS`` and this class both ways (torch ignores the two extra keys; loading
+takes them, ``ro`` and ``H_diag`` from the vectors, never from the checkpoint). For params contiguous in
+another order of their dims (channels_last) ``opt.state`` holds the vectors in the params' memory order
+(the inner buffers) and ``state_dict()`` in torch's (their logical order), which ``load_state_dict``
+takes; params given another layout, dtype or device between steps have the state carried over
+(:mod:`._flat_order`).
 """
 
 from __future__ import annotations
