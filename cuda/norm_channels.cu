@@ -57,7 +57,7 @@ const A* channel_lows(const T* x, const A* mean, const A* rstd, const A* given, 
   if (!training || N * C * S == 0) return nullptr;
   if (given) return given;
   buf.emplace(size_t(C) * sizeof(A), s);
-  group_lo_kernel<kChanThreads, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
+  group_lo_kernel<kChanThreads, A><<<unsigned(std::min<int64_t>(C, kChanGrid)), kChanThreads, 0, s>>>(
       ChannelAt<T, A>{x, C, S}, mean, rstd, C, N * S, buf->as<A>());
   return buf->as<A>();
 }
