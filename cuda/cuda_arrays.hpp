@@ -242,7 +242,10 @@ inline void check_cuda(cudaError_t e, const char* what) {
 }
 
 // The arrays must live on the current device: that is where CuPy's current
-// stream is and where the kernel runs.
+// stream is and where the kernel runs. Every entry point refuses, none switches: the norm and
+// dropout calls once made the arrays' device current for the call, which ran them on that
+// device's stream rather than the caller's, and, where cudaSetDevice failed (unchecked), launched
+// on the current device with the other device's pointers.
 inline void require_current_device(int device, const char* first_name) {
   int cur = -1;
   check_cuda(cudaGetDevice(&cur), "optkern._cuda (no usable CUDA device)");

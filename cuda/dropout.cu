@@ -69,7 +69,7 @@ void random_fill(py::handle out, uint64_t seed, uint64_t offset, bool signs) {
   const int64_t n = device_size(out);
   check_philox_counter(n, offset);
   if (n == 0) return;
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "out");
   const cudaStream_t s = current_stream();
   const unsigned per = (dt == DType::f64 && !signs) ? 2 : 4;
   const BlockRange br(n, offset, per);
@@ -96,7 +96,7 @@ void dropout_(py::handle x, py::handle out, double p, uint64_t seed, uint64_t of
   dropout_args::check_overlap(xp, yp, uint64_t(n) * dtype_size(dt), mp, mp ? uint64_t(n) : 0);
   check_philox_counter(n, offset);
   if (n == 0) return;
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "x");
   const cudaStream_t s = current_stream();
   const BlockRange br(n, offset, 4);
   const unsigned grid = grid_for(int64_t(br.nblocks), kThreads);

@@ -220,7 +220,10 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t lo = int64_t(ci - tab.first_chunk[ti]) * chunk;
   const int64_t hi = t.n < lo + chunk ? t.n : lo + chunk;
   const int shift = __ffsll(static_cast<long long>(c.block)) - 1;  // block: a power of two
-  extern __shared__ float vals[];                                 // 8-bit states: [K][span]
+  // 8-bit states: [K][span]; read as float4 (quantize_tile, encode_block), so declared as float4s:
+  // 16-byte aligned by its type, not by the static tables' sizes happening to be multiples of 16
+  extern __shared__ float4 vals_packs[];
+  float* const vals = reinterpret_cast<float*>(vals_packs);
   if constexpr (kQ8) {
     __shared__ DecodeTable table;
     __shared__ lowp::MapTables<7> m7;

@@ -57,7 +57,7 @@ const A* channel_lows(const T* x, const A* mean, const A* rstd, const A* given, 
   if (!training || N * C * S == 0) return nullptr;
   if (given) return given;
   buf.emplace(size_t(C) * sizeof(A), s);
-  group_lo_kernel<kChanThreads, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
+  group_lo_kernel<kChanThreads, A><<<unsigned(std::min<int64_t>(C, kChanGrid)), kChanThreads, 0, s>>>(
       ChannelAt<T, A>{x, C, S}, mean, rstd, C, N * S, buf->as<A>());
   return buf->as<A>();
 }
@@ -75,7 +75,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
   char* lp = a.opt(lo, "lo", st, C, true);
   a.check_overlap();
   if (N == 0) throw py::value_error("x: batch statistics need at least one sample per channel");
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "x");
   const cudaStream_t s = current_stream();
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -121,7 +121,7 @@ void running_stats(py::handle running_mean, py::handle running_var, py::handle m
   char* rvp = a.get(running_var, "running_var", st, C, true);
   a.check_overlap();
   if (C == 0) return;
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "running_mean");
   launch_running(st, mp, vp, rmp, rvp, momentum, C, current_stream());
   check_launch("running_stats_");
 }
@@ -147,7 +147,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
   char* rvp = a.opt(running_var, "running_var", st, C, true);
   const char* lp = a.opt(lo, "lo", st, C, false);
   a.check_overlap();
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "x");
   const cudaStream_t s = current_stream();
   if (rmp) launch_running(st, mp, vp, rmp, rvp, momentum, C, s);
   if (n == 0) {
@@ -188,7 +188,7 @@ void channel_norm_backward(py::handle dy, py::handle x, py::handle mean, py::han
   char* dbp = a.opt(db, "dbias", dt, C, true);
   const char* lp = a.opt(lo, "lo", st, C, false);
   a.check_overlap();
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "dy");
   const cudaStream_t s = current_stream();
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;

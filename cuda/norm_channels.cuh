@@ -65,6 +65,10 @@ template <class T, class A> struct GradSumOp {
 };
 
 constexpr int kTile = 32, kTileRows = 8, kChanThreads = 256;
+// Blocks of a one-block-a-channel launch at most (S > 1), the rest taken grid-stride: C of 2^32
+// or more wrapped in unsigned(C) (a few channels reduced, the others' partials never written), and
+// past 2^31 - 1 was an invalid grid.
+constexpr int64_t kChanGrid = int64_t(1) << 16;
 
 // K splits of the batch for a shape (never from the device: same bits anywhere).
 inline int64_t channel_splits(int64_t N, int64_t S) {
@@ -101,19 +105,21 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
     if (ty == 0 && c < C) part[k * C + c] = sm[tx];
     return;
   }
-  const int64_t c = blockIdx.x;
-  V v = op.zero();
-  for (int64_t n = n0; n < n1; ++n) {
-    const int64_t base = (n * C + c) * S;
-    for (int64_t s = threadIdx.x; s < S; s += blockDim.x) op.push(v, n, c, base + s);
-  }
-  if (op.again(v))
+  // (channels past the grid's: kChanGrid; uniform per block, block_reduce's barriers end its use of sm)
+  for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
+    V v = op.zero();
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t base = (n * C + c) * S;
-      for (int64_t s = threadIdx.x; s < S; s += blockDim.x) op.push_again(v, n, c, base + s);
+      for (int64_t s = threadIdx.x; s < S; s += blockDim.x) op.push(v, n, c, base + s);
     }
-  const P t = block_reduce(op.finish(v), sm, op.part_zero());
-  if (threadIdx.x == 0) part[k * C + c] = t;
+    if (op.again(v))
+      for (int64_t n = n0; n < n1; ++n) {
+        const int64_t base = (n * C + c) * S;
+        for (int64_t s = threadIdx.x; s < S; s += blockDim.x) op.push_again(v, n, c, base + s);
+      }
+    const P t = block_reduce(op.finish(v), sm, op.part_zero());
+    if (threadIdx.x == 0) part[k * C + c] = t;
+  }
 }
 
 // mean[c], rstd[c] and the unbiased variance var[c] (running buffers) from the same moments, in double
@@ -270,7 +276,7 @@ void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, t
     const dim3 grid{unsigned((C + kTile - 1) / kTile), unsigned(K), 1u}, block{unsigned(kTile), unsigned(kTileRows), 1u};
     channel_partial_kernel<<<grid, block, 0, s>>>(op, N, C, S, K, part);
   } else {
-    const dim3 grid{unsigned(C), unsigned(K), 1u};
+    const dim3 grid{unsigned(std::min<int64_t>(C, kChanGrid)), unsigned(K), 1u};
     channel_partial_kernel<<<grid, kChanThreads, 0, s>>>(op, N, C, S, K, part);
   }
 }
@@ -285,7 +291,7 @@ void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rs
   launch_partials(StatsOp<T, A>{x}, N, C, S, K, part.as<rules::Moments<double>>(), s);
   stats_finalize_kernel<<<grid_for(C, 256), 256, 0, s>>>(part.as<rules::Moments<double>>(), K, C, mean, rstd, var, eps,
                                                          redo.as<int>());
-  stats_redo_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
+  stats_redo_kernel<T, A><<<unsigned(std::min<int64_t>(C, kChanGrid)), kChanThreads, 0, s>>>(
       x, redo.as<int>(), N, C, S, mean, rstd, var, eps, lo);
 }
 
@@ -306,7 +312,7 @@ template <class T, class A>
 void channel_redo(const GradSumOp<T, A>& op, int64_t N, int64_t C, int64_t S, T* dw, T* db, const int* flags,
                   const DxRedo<T, A>& d, cudaStream_t s) {
   if (C > 0)
-    channel_redo_kernel<T, A><<<unsigned(std::min<int64_t>(C, int64_t(1) << 16)), kChanThreads, 0, s>>>(
+    channel_redo_kernel<T, A><<<unsigned(std::min<int64_t>(C, kChanGrid)), kChanThreads, 0, s>>>(
         op, N, C, S, dw, db, flags, d);
 }
 

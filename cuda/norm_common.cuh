@@ -42,16 +42,6 @@ template <class F> void dispatch(DType dt, F&& f) {
   }
 }
 
-// Make `device` current for the launch (CuPy arrays carry their device).
-struct DeviceGuard {
-  int prev = -1;
-  explicit DeviceGuard(int dev) {
-    if (dev >= 0 && cudaGetDevice(&prev) == cudaSuccess && prev != dev) cudaSetDevice(dev);
-    else prev = -1;
-  }
-  ~DeviceGuard() { if (prev >= 0) cudaSetDevice(prev); }
-};
-
 // Statistics dtype for a storage dtype: float64 stays, everything else float32.
 inline DType stat_dtype(DType dt) { return dt == DType::f64 ? DType::f64 : DType::f32; }
 

@@ -136,7 +136,7 @@ void row_norm_forward(py::handle x, py::object weight, py::object bias, py::hand
   char* rp = a.get(rstd, rms ? "inv_rms" : "rstd", st, L.R, true);
   a.check_overlap();
   if (L.R == 0) return;
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "x");
   const cudaStream_t s = current_stream();
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -166,7 +166,7 @@ void row_norm_backward(py::handle dy, py::handle x, py::object weight, py::objec
   char* dwp = a.opt(dweight, "dweight", dt, L.W(), true);
   char* dbp = a.opt(dbias, "dbias", dt, L.W(), true);
   a.check_overlap();
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "dy");
   const cudaStream_t s = current_stream();
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;

@@ -141,7 +141,7 @@ void weight_norm_forward(py::handle v, py::handle g, py::handle out, py::handle 
   char* np_ = a.get(norm, "norm", st, rows, true);
   a.check_overlap();
   if (rows == 0) return;
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "v");
   const cudaStream_t s = current_stream();
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -166,7 +166,7 @@ void weight_norm_backward(py::handle dw, py::handle v, py::handle g, py::handle 
   char* dgp = a.get(dg, "dg", dt, rows, true);
   a.check_overlap();
   if (rows == 0) return;
-  DeviceGuard guard(a.device);
+  require_current_device(a.device, "dw");
   const cudaStream_t s = current_stream();
   dispatch(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;

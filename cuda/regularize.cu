@@ -102,7 +102,7 @@ void launch(const DeviceList& p, const DeviceList* g, double l1, double l2, doub
     }
     if (out) {
       if (slots > 0) sum_partials<<<1, kThreads, 0, stream>>>(part, slots, out);
-      else cudaMemsetAsync(out, 0, sizeof(double), stream);
+      else check_cuda(cudaMemsetAsync(out, 0, sizeof(double), stream), "penalty");  // (no arrays: 0)
     }
   }
   check_launch("penalty");

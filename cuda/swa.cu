@@ -1,8 +1,8 @@
 // optkern._cuda.swa_lerp_: averages <- lerp(averages, params, weight) over lists of float32 or
 // float64 CuPy arrays, through the multi-tensor kernel (multi_tensor.cuh) with the CPU's rule
-// (rules::lerp, cpp/swa.cpp) and the CPU's checks (optkern/swa_args.hpp). Compiled with nvcc's
-// default contraction like every file here (cuda/CMakeLists.txt sets no --fmad): rules::lerp
-// rounds through explicit fmas only, so the GPU's bits are the CPU's whatever either compiler fuses.
+// (rules::lerp, cpp/swa.cpp) and the CPU's checks (optkern/swa_args.hpp). rules::lerp rounds
+// through explicit fmas only, so the GPU's bits are the CPU's whatever either compiler fuses (and
+// neither fuses on its own: cuda/CMakeLists.txt passes --fmad=false, the CPU -ffp-contract=off).
 #include <pybind11/pybind11.h>
 
 #include "cuda_arrays.hpp"
