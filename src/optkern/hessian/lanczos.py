@@ -211,6 +211,9 @@ def top_eigenvalues(
         among them), the block narrowed to the directions their residuals need (``BlockKrylov._narrow``:
         more blocks per cycle near the minimum). Default: with ``max_steps`` given, no restart (basis up to
         ``max_steps`` vectors); without, ``max(30 k, 200)`` (no restart where that holds the whole space).
+        With restarts prefer ``block_size=1`` unless ``max_basis`` is many blocks: a cycle then adds few
+        block degrees, and ``b = 4`` at ``max_basis = k + 5`` took 5-35x eigsh's products where ``b = 1`` in
+        the same memory took 1.1-1.7x (bench/RESULTS.md, 51st session, h292).
     """
     op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
