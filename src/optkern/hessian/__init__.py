@@ -14,7 +14,12 @@ What a user's product function returns (``from_hvp``'s ``fn``, ``from_grad``'s
 operator (an array of shape ``(n,)``, float32 or float64, finite): every
 estimator raises the same TypeError / ValueError naming it. NaN or Inf products
 of the library's own operators (``from_mlp`` at NaN params, a dense matrix)
-raise ValueError naming ``op`` in every estimator (``A`` in ``cg``).
+raise ValueError naming ``op`` in every estimator (``A`` in ``cg``). An operator that is not symmetric
+(a user's ``hvp`` with a bug: ``J v`` for ``J^T J v``) is refused by the Krylov estimators (``lanczos``,
+``top_eigenvalues``, ``spectral_density``: ValueError naming ``op``) from the products they already
+have (``_products.check_coupling``: past ``eps^(1/3)`` of ``||A||`` for float64, 0.1 for float32, whose
+products' rounding reaches a few %); the library's own operators (``from_mlp``, matrices) are not
+checked; ``power_iteration``, ``cg`` and ``trace`` do not check.
 """
 
 from .cg import CGResult, cg

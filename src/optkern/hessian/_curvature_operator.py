@@ -71,6 +71,9 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         # (v, then) -> (None, v.A v): the product fed slice by slice to then(v.A v)'s sink (MLP._ggn_at)
         self._quad_then: Callable | None = None
         self._check = check
+        # Products the library computes itself (check=None: from_mlp, a matrix require_symmetric read) are
+        # symmetric by construction; the Krylov estimators check the others' (_products.check_coupling)
+        self.trusted_symmetric = check is None
         self._avoid = avoid
         self.xp = xp
         self.name = name

@@ -92,6 +92,39 @@ def check_estimate(value: float, name: str = "op") -> float:
     return value
 
 
+#: ``check_coupling``'s bound on ``|q_i^T A q_j - q_j^T A q_i| / ||A||`` by the operator's dtype: float64
+#: ``eps^(1/3)``; float32 only gross asymmetry -- its products carry rounding of a few % of ``||A||`` where
+#: the Hessian is small beside the terms that make it (a float32 MLP Hessian after L-BFGS: 2.2e-2)
+_ASYMMETRY = {np.dtype(np.float64): float(np.finfo(np.float64).eps) ** (1.0 / 3.0), np.dtype(np.float32): 0.1}
+
+
+def check_coupling(op, upper, lower, scale: float, name: str = "op") -> None:
+    """ValueError naming ``name`` where the operator ``op`` is not symmetric: ``upper`` holds ``q_i^T A q_j``
+    and ``lower`` ``q_j^T A q_i`` (same shape), pairs of Krylov vectors a Lanczos method has both products of
+    already (the coefficient of ``A q_j`` on ``q_{j-1}`` and the norm ``beta_j`` that made ``q_j``: equal
+    for a symmetric ``A``), so the check costs no product. Their difference, relative to ``scale``
+    (the largest projected entry seen, ~``||A||``), is rounding for a symmetric operator (~eps measured on
+    float32 and float64 matrices, 50-3000) and ~the asymmetry ``||A - A^T|| / ||A||`` otherwise (a
+    perturbation of 1e-3: 6e-5 - 8e-4). A user's ``hvp`` that is not symmetric made Lanczos, SLQ and
+    block Lanczos return eigenvalues of no operator, "converged". Checked for operators whose symmetry
+    is the caller's word (``from_hvp``, ``from_grad``, a wrapped ``LinearOperator``), not the library's
+    own (``trusted_symmetric``); against ``_ASYMMETRY`` (far above symmetric float64 products computed
+    in float32 or by central differences of gradients, ``from_grad``: ~``eps^(2/3)``); not where the
+    bound falls near the dtype's subnormals (rounding there is not relative)."""
+    dt = np.dtype(op.dtype)
+    bound = _ASYMMETRY[dt]
+    if getattr(op, "trusted_symmetric", False) or not bound * scale > float(np.finfo(dt).tiny / np.finfo(dt).eps):
+        return
+    diff = float(np.max(np.abs(np.asarray(upper, dtype=np.float64) - np.asarray(lower, dtype=np.float64))))
+    if diff > bound * scale:  # (NaN: the products' own finiteness checks name them first)
+        raise ValueError(
+            f"{name}: the operator is not symmetric: q_i^T A q_j and q_j^T A q_i of two Lanczos vectors differ "
+            f"by {diff / scale:.3g} of ||A|| (at most {bound:.1g} expected of a symmetric {dt} "
+            "operator); a Hessian-vector product must be symmetric (a user hvp: check it against "
+            "u @ hvp(v) == v @ hvp(u))"
+        )
+
+
 def float_dtype(dtype, name: str) -> np.dtype:
     """``dtype`` as float32 or float64 (what the products and the native passes take); TypeError naming ``name``."""
     try:

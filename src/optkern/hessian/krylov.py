@@ -41,7 +41,7 @@ import numpy as np
 from .. import _backend, _fixed_sums, _malloc
 from . import _combine, _orthonormal
 from ._probes import start_vector
-from ._products import check_estimate
+from ._products import check_coupling, check_estimate
 from ._restart import restart_count as restart_count  # (their home before: lanczos and tests import them here)
 from ._restart import restart_keep as restart_keep
 from ._restart import select as select
@@ -91,6 +91,9 @@ class BlockKrylov:
         if v0 is not None:
             self.Q[0] = unit_vector(op, v0)
         self.R = self._orthonormalize_block(0, 0 if v0 is None else 1)
+        # The coupling R of the block just multiplied to the pending one, which the pending block's
+        # products see transposed if A is symmetric; None where rows moved since (a restart, a narrowed block)
+        self._coupling: np.ndarray | None = None
 
     # ---- orthogonalization ------------------------------------------------
 
@@ -168,6 +171,7 @@ class BlockKrylov:
             width += 1
         if width:
             self.b = width
+        self._coupling = None  # (the pending rows moved)
         return width > 0
 
     def step(self):
@@ -201,12 +205,16 @@ class BlockKrylov:
             self.H[:hi, m:hi] = Ct
             self.scale = max(self.scale, float(np.abs(Ct).max()))
             R = self._orthonormalize_block(hi, b, ref)
+        if self._coupling is not None and m >= b:
+            # Q_prev^T A Q_block against Q_block^T A Q_prev = the previous step's R: equal for a symmetric A
+            check_coupling(self.op, self.H[m - b : m, m:hi], self._coupling.T, self.scale)
         self.scale = max(self.scale, float(np.abs(R).max()))
         # A direction broke down (a random one replaced it: R[i, i] = 0), or did to within tolerance (a
         # Krylov space holding 5, 2 and 1 of a spectrum 5, 5, 5, 2, 1, ... ends on a beta of rounding
         # size, above the breakdown test, and every Ritz pair has converged): the next block starts a
         # new sequence there (random rows, or the residual's rounding noise, orthogonal to the basis)
         self.R = R
+        self._coupling = R  # (compared with the next step's products: check_coupling)
         self.m = hi
         lost = np.abs(np.diag(R)) <= self.invariant_tol * self.scale
         if lost.any():
@@ -302,6 +310,7 @@ class BlockKrylov:
         self.H[:] = 0.0
         self.H[np.arange(nk), np.arange(nk)] = theta[keep]
         self.fresh = None  # (the kept Ritz vectors mix the sequences: no decoupled one is left)
+        self._coupling = None  # (the block after the kept Ritz vectors couples to them through R S_last)
         # (``ended`` stays: its values bound A's outside the subspaces found, and the k most wanted kept
         # only grow more wanted as the basis grows again, interlacing)
         # Y^T A Q_pending (= (R S_last)^T) enters H when the pending block is multiplied next.

@@ -31,6 +31,12 @@ from .power import power_iteration as power_iteration
 from .recurrence import LanczosRecurrence
 from .symmetry import require_symmetric
 
+#: Without ``max_steps`` and ``max_basis``, ``top_eigenvalues`` keeps the basis it always held (``max(30 k,
+#: 200)`` vectors) and thick-restarts it when full, for at most this many times its products. It stopped
+#: there with ``converged=False``: 30 eigenvalues within 1 % at the top of n = 2000, k = 5: an error of
+#: 7.8e-8 after 200 products, where eigsh converged to 1e-10 in 345 (restarted: 230).
+_DEFAULT_CYCLES = 10
+
 
 def _tridiag_eigh(alpha, beta):
     T = np.diag(np.asarray(alpha, dtype=np.float64))
@@ -187,7 +193,8 @@ def top_eigenvalues(
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32; with the floor
         near zero above).
-      max_steps: cap on the operator products (default ``min(n, max(30 * k, 200))``).
+      max_steps: cap on the operator products (default ``10 max(30 k, 200)``, with the basis
+        ``max_basis`` defaults to: as ``eigsh``'s ``maxiter``, restarts rather than a stop unconverged).
       v0, seed: the start vector (default: uniform in ``[-1, 1)`` from ``seed``; the rest of a
         first block, and the replacements of lost directions, too).
       progress: optional ``progress(done, total)`` after each product (``total``: the most
@@ -202,7 +209,11 @@ def top_eigenvalues(
         most wanted half of its Ritz vectors, more where the next cycle's whole blocks leave room
         (``_restart.restart_count``; for ``LM`` with the first unwanted one at each end of the spectrum
         among them), the block narrowed to the directions their residuals need (``BlockKrylov._narrow``:
-        more blocks per cycle near the minimum). Default: no restart (basis up to ``max_steps`` vectors).
+        more blocks per cycle near the minimum). Default: with ``max_steps`` given, no restart (basis up to
+        ``max_steps`` vectors); without, ``max(30 k, 200)`` (no restart where that holds the whole space).
+        With restarts prefer ``block_size=1`` unless ``max_basis`` is many blocks: a cycle then adds few
+        block degrees, and ``b = 4`` at ``max_basis = k + 5`` took 5-35x eigsh's products where ``b = 1`` in
+        the same memory took 1.1-1.7x (bench/RESULTS.md, 51st session, h292).
     """
     op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
@@ -219,12 +230,17 @@ def top_eigenvalues(
     b = _backend.integer("block_size", block_size, lo=1)
     if b > n:
         raise ValueError(f"block_size: must be at most n = {n}, got {b}")
-    max_steps = min(n, max(30 * k, 200)) if max_steps is None else _backend.integer("max_steps", max_steps, lo=k)
+    default_steps = max_steps is None
+    # (the basis a run without max_steps holds, as before; restarting when full: _DEFAULT_CYCLES)
+    basis = max(30 * k, 200)
+    max_steps = _DEFAULT_CYCLES * basis if default_steps else _backend.integer("max_steps", max_steps, lo=k)
     check_every = _backend.integer("check_every", check_every, lo=1)
     if max_basis is not None:
         max_basis = _backend.integer("max_basis", max_basis, lo=k + b)
     if min(max_steps, n) < k + b:  # too small a space for blocks: one vector at a time
         b = 1
+    if default_steps and max_basis is None:
+        max_basis = max(basis, k + b + 2)  # (room for LM's restart; the whole space: no restart, below)
     if max_basis is not None and max_basis + b >= n:
         # The bound admits the whole space (its n + b rows are within max_basis + 2 b): no restart. A
         # restarted basis there had more rows than the space holds; the lost ones stayed zero, were

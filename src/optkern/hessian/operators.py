@@ -38,7 +38,8 @@ def from_hvp(
 ) -> CurvatureOperator:
     """Operator from a user's Hessian-vector product ``fn(v) -> H v``.
 
-    ``fn`` must be linear and symmetric in ``v``; ``xp`` is the array module of
+    ``fn`` must be linear and symmetric in ``v`` (the Krylov estimators refuse products that are
+    not, ValueError naming ``op``: ``optkern.hessian``'s docstring); ``xp`` is the array module of
     its vectors. ``matmat(V)``, when given, is used for blocks of vectors;
     ``into(v, out)``, when given, writes ``H v`` into ``out`` (products into a
     reused buffer, see ``CurvatureOperator``).
@@ -182,6 +183,7 @@ def with_progress(op, progress: Callable | None, total: int) -> CurvatureOperato
 
     # (unchecked: `op` checked its products already where they came from a user's function)
     out = _operator_class(op.xp)(matvec, op.shape[0], op.dtype, op.xp, matmat, op.name, check=None)
+    out.trusted_symmetric = op.trusted_symmetric  # (the products are op's)
     if lock is not None:  # (a distributed op's: an estimator over the wrapper ends in step with the ranks)
         out._lockstep = lock
     return out

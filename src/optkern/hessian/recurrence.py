@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import _backend, _malloc
 from ._probes import rademacher
-from ._products import check_estimate
+from ._products import check_coupling, check_estimate
 from ._vectors import in_range
 from .operators import unit_vector
 
@@ -211,8 +211,12 @@ class LanczosRecurrence:
         else:
             b = float(self.mod.lanczos_orthogonalize_(ring[cur:], 1, w, self.coeffs))
             cur = 0  # coefficient index of q_0
-        a = float(self.coeffs[cur])
+        c = _to_host(self.coeffs)  # (one transfer for both)
+        a = float(c[cur])
         check_estimate(b)  # NaN / Inf products: ValueError naming op, as every estimator raises
+        if j > 0:  # q_{j-1}^T A q_j against q_j^T A q_{j-1} = beta_{j-1}: equal for a symmetric A
+            self._scale = max(self._scale, abs(a), b)
+            check_coupling(self.op, c[cur ^ 1], self.beta[-1], self._scale)
         lost = False
         if b > 0 and self.mode != "none" and j + 1 < self.m:
             due = self.mode == "full" or self.force

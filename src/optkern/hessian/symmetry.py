@@ -15,7 +15,8 @@ A product holding sums is judged as the sum it multiplies out to (``(H @ G + H) 
 not symmetric; ``(H + G) @ (H + G)``: symmetric), where that stays under ``_MAX_TERMS`` terms.
 Operators this cannot see into (a user's ``LinearOperator``) stay taken as symmetric, as before, and
 so does a product wrapped by ``as_operator`` (a curvature operator, symmetric by contract): the
-caller's word that its factors commute."""
+caller's word that its factors commute. The Krylov estimators then check that word on the products
+they make anyway (``_products.check_coupling``)."""
 
 from __future__ import annotations
 
