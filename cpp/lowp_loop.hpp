@@ -175,12 +175,13 @@ template <class T, bool A> struct PlainAdam<rules::Adam<T, A, false>> : std::tru
 
 template <Fmt PF, Fmt SF, class Rule> void apply_lowp_run(const Rule& rule, const std::vector<Tensor>& ts, const Config& c);
 
-// All tensors, one parallel region. With 8-bit states the element loop is bound by the divider
-// (bench/RESULTS.md: Adam's sqrt and two divisions, a third of the step): from the step where
-// Adam's bc2_sqrt rounds to 1, its UnitBc2 form runs (the same bits, one division fewer).
+// All tensors, one parallel region. With 8-bit or bf16 states the element loop is bound by the
+// divider (bench/RESULTS.md: Adam's sqrt and two divisions, a third of the step): from the step
+// where Adam's bc2_sqrt rounds to 1, its UnitBc2 form runs (the same bits, one division fewer).
+// fp32 states stream at the memory wall: no gain there, and no second instantiation.
 template <Fmt PF, Fmt SF, class Rule>
 void apply_lowp(const Rule& rule, const std::vector<Tensor>& ts, const Config& c) {
-  if constexpr (SF == Fmt::q8 && PlainAdam<Rule>::value)
+  if constexpr (SF != Fmt::f32 && PlainAdam<Rule>::value)
     if (rule.bc2_sqrt == 1.0f) return apply_lowp_run<PF, SF>(rule.with_unit_bc2(), ts, c);
   apply_lowp_run<PF, SF>(rule, ts, c);
 }

@@ -1,8 +1,9 @@
 """Adam's UnitBc2 form (rules/optim.hpp): from the step where bc2_sqrt = float32(sqrt(1 - beta2^t))
-rounds to 1, the 8-bit-state CPU step (cpp/lowp_loop.hpp) runs the rule without its division by
-bc2_sqrt. The fp32 optimizer keeps the division, so its step is an independent check: the master
-must come out bit for bit as functional.adam_ computes it from the dequantized old states, on
-both sides of the switch, with AMSGrad, AdamW, maximize, and states whose sqrt is 0, inf or NaN."""
+rounds to 1, the CPU step with 8-bit or bf16 states (cpp/lowp_loop.hpp) runs the rule without its
+division by bc2_sqrt. The fp32 optimizer and the fp32-state step keep the division, so they are an
+independent check: the master must come out bit for bit as they compute it from the decoded old
+states, on both sides of the switch, with AMSGrad, AdamW, maximize, and states whose sqrt is 0, inf
+or NaN."""
 
 import math
 
@@ -104,3 +105,34 @@ def test_zero_inf_nan_second_moments(t):
     masters, ref = run_case(np.random.default_rng(5102), [7, 1023, 4099], 0.5, t, special=True)
     for m in masters:  # the cases were met: a NaN lane and finite ones
         assert np.isnan(m).any() and np.isfinite(m).any()
+
+
+@pytest.mark.parametrize("beta2, t", [(0.999, T_999), (0.5, 40), (0.999, T_999 - 1)])
+def test_bf16_states_master_bits_equal_the_fp32_state_step(beta2, t):
+    """bf16 states (stochastic rounding) take the form too: the master equals the fp32-state step's
+    (plain form) from the same state values, and each new state is that step's value rounded down
+    or up to bf16 (the rounding itself: tests/test_lowp_step.py)."""
+    rng = np.random.default_rng(5103)
+    sizes = [1, 7, 1023, 4097]
+
+    def bf16(x):
+        return lowp.to_half(x.astype(np.float32), "bfloat16", raw=True)
+
+    ps = [bf16(rng.standard_normal(n)) for n in sizes]
+    gs = [bf16(rng.standard_normal(n) * 1e-2) for n in sizes]
+    s16 = [[bf16(np.abs(rng.standard_normal(n)) * 1e-4) for n in sizes] for _ in range(2)]
+    x = [LR, B1, beta2, EPS, 0.0]
+
+    def run(states, fmt):
+        masters = [lowp.from_half(p, "bfloat16") for p in ps]
+        p_ = [p.copy() for p in ps]
+        _cpu.lowp_step("adam", x, [False, False], p_, gs, masters, states, None, "bfloat16", fmt, False, 3, t, 256)
+        return masters, states
+
+    m_ref, s_ref = run([[lowp.from_half(s, "bfloat16") for s in sk] for sk in s16], "float32")
+    m_got, s_got = run([[s.copy() for s in sk] for sk in s16], "bfloat16")
+    for i in range(len(sizes)):
+        np.testing.assert_array_equal(bits(m_got[i]), bits(m_ref[i]))
+        for k in range(2):
+            down = (bits(s_ref[k][i]) >> 16).astype(np.uint16)  # (all finite and positive)
+            assert np.all((s_got[k][i] == down) | (s_got[k][i] == down + 1)), (k, i)
