@@ -4,8 +4,10 @@ states; vs torch's fused fp32 optimizer (where torch has one) and an in-place ba
 written + 1 read float32 arrays), measured in the same run, rounds interleaved (each round times
 every case once), ratios taken per round.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/lowp.py [N] [rounds] [--device cpu|cuda] [--optimizer X]
+    OMP_WAIT_POLICY=PASSIVE python bench/lowp.py [N] [rounds] [--device cpu|cuda] [--optimizer X] [--step T]
     (16M, 7, cpu, Adam; X: Adam, NAdam, Adagrad, Adadelta, RMSprop, SGD -- SGD with momentum 0.9)
+    --step T: every optimizer's step count set to T after its first step (a late step of a long run:
+    Adam's bias corrections differ; from bc2_sqrt = 1 on, the 8-bit CPU step drops a division).
 
 CPU: bfloat16 (ml_dtypes) params, the probe is ``_cpu.probe_rmw_``, wall-clock times. CUDA (CuPy
 arrays, torch's CUDA fused Adam): float16 params (CuPy has no bfloat16; the bytes are the same),
@@ -43,6 +45,7 @@ ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
 HYPER = {"Adam": dict(lr=1e-3), "NAdam": dict(lr=2e-3), "Adagrad": dict(lr=1e-2), "Adadelta": dict(lr=1.0)}
 HYPER |= {"RMSprop": dict(lr=1e-2), "SGD": dict(lr=1e-3, momentum=0.9)}
 ap.add_argument("--optimizer", choices=sorted(HYPER), default="Adam")
+ap.add_argument("--step", type=int, default=0)
 args = ap.parse_args()
 NAME = args.optimizer
 TORCH = f"torch fused fp32 {NAME}"
@@ -71,9 +74,22 @@ def dev(a):
     return xp.asarray(a)
 
 
+def at_step(opt):
+    """Set the step count of every state entry of `opt` (optkern or torch state_dict) to --step."""
+    if args.step <= 1:
+        return
+    sd = opt.state_dict()
+    for entry in sd["state"].values():
+        if "step" in entry:
+            v = entry["step"]
+            entry["step"] = v.fill_(args.step) if hasattr(v, "fill_") else args.step
+    opt.load_state_dict(sd)
+
+
 def adam_case(params, grads, **kw):
     opt = getattr(optim, NAME)([params], **HYPER[NAME], **kw)
     opt.step([grads])  # creates the state outside the timing
+    at_step(opt)
     return (lambda: opt.step([grads])), opt
 
 
@@ -113,6 +129,7 @@ try:
     topt = getattr(torch.optim, NAME)([tp], **HYPER[NAME], fused=True)
     tp.grad = tg
     topt.step()
+    at_step(topt)
     cases[TORCH] = topt.step
     bytes_per[TORCH] = 12 + 8 * K
     if not CUDA and NAME == "Adam":  # case (c) as a torch user runs it: optkern.torch on a bfloat16 tensor
@@ -122,6 +139,7 @@ try:
         hp.grad = torch.from_numpy(g32).to(torch.bfloat16)
         oopt = OT.Adam([hp], lr=1e-3, master_weights=True, state_dtype="int8", block_size=BLOCK)
         oopt.step()
+        at_step(oopt)
         cases["(c) via optkern.torch"] = oopt.step
         bytes_per["(c) via optkern.torch"] = 18 + 16 / BLOCK
 except Exception as e:  # torch missing, or no fused Adam here
@@ -170,7 +188,8 @@ if CUDA:
     where = "GPU " + xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
 else:
     where = f"{_cpu.get_num_threads()} threads"
-print(f"{NAME}, N = {N:,} ({N / (1 << 20):.0f}M) params, {ROUNDS} rounds, {where}")
+late = f", from step {args.step}" if args.step > 1 else ""
+print(f"{NAME}, N = {N:,} ({N / (1 << 20):.0f}M) params, {ROUNDS} rounds, {where}{late}")
 print(f"{'case':28s} B/elem  {'median ms [min, max]':24s} GB/s    {'% probe [min, max]':24s} torch time / ours")
 for k, ts in t.items():
     gbs = bytes_per[k] * N / ts

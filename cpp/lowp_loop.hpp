@@ -6,11 +6,13 @@
 // it, so its new absmax is taken over the new values in the same pass (the
 // block's float32 values stay in L1/L2 between decode, update and encode).
 #pragma once
+#include <type_traits>
 #include <vector>
 
 #include "lowp_bf16_avx512.hpp"
 #include "lowp_q8.hpp"
 #include "optkern/lowp_storage.hpp"
+#include "optkern/rules/optim.hpp"
 #include "multi_tensor.hpp"
 #include "parallel.hpp"
 #include "philox_cpu.hpp"
@@ -166,9 +168,26 @@ void chunk(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Conf
   }
 }
 
-// All tensors, one parallel region.
+// Whether Rule is Adam's plain form (rules/optim.hpp: it has the UnitBc2 form; AdamGiven,
+// derived from it, keeps its own).
+template <class Rule> struct PlainAdam : std::false_type {};
+template <class T, bool A> struct PlainAdam<rules::Adam<T, A, false>> : std::true_type {};
+
+template <Fmt PF, Fmt SF, class Rule> void apply_lowp_run(const Rule& rule, const std::vector<Tensor>& ts, const Config& c);
+
+// All tensors, one parallel region. With 8-bit or bf16 states the element loop is bound by the
+// divider (bench/RESULTS.md: Adam's sqrt and two divisions, a third of the step): from the step
+// where Adam's bc2_sqrt rounds to 1, its UnitBc2 form runs (the same bits, one division fewer).
+// fp32 states stream at the memory wall: no gain there, and no second instantiation.
 template <Fmt PF, Fmt SF, class Rule>
 void apply_lowp(const Rule& rule, const std::vector<Tensor>& ts, const Config& c) {
+  if constexpr (SF != Fmt::f32 && PlainAdam<Rule>::value)
+    if (rule.bc2_sqrt == 1.0f) return apply_lowp_run<PF, SF>(rule.with_unit_bc2(), ts, c);
+  apply_lowp_run<PF, SF>(rule, ts, c);
+}
+
+template <Fmt PF, Fmt SF, class Rule>
+void apply_lowp_run(const Rule& rule, const std::vector<Tensor>& ts, const Config& c) {
   std::vector<int64_t> sizes;
   sizes.reserve(ts.size());
   for (const Tensor& t : ts) sizes.push_back(t.n);

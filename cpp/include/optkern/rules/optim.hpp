@@ -268,7 +268,13 @@ struct AdamHyper {
   double lr, beta1, beta2, eps, weight_decay;
   bool decoupled, maximize, float32_lr;
 };
-template <class T, bool Amsgrad> struct Adam {
+// UnitBc2: the same rule for a step whose bc2_sqrt is exactly 1 (from 1 - beta2^t < 2^-24 on, in
+// float32: t > ~16,600 at beta2 = 0.999, ~1,650 at 0.99, ~320 at 0.95 -- nearly every step of a long
+// run). Dividing by 1 returns its dividend for every float (a NaN included; sqrt(v) is never
+// subnormal, so no denormal mode matters), so this form drops one of the element's three divider
+// operations and changes no bit. A loop bound by the divider picks it at run time
+// (cpp/lowp_loop.hpp); the others keep the plain form.
+template <class T, bool Amsgrad, bool UnitBc2 = false> struct Adam {
   using Hyper = AdamHyper;
   static constexpr int kState = Amsgrad ? 3 : 2;  // exp_avg, exp_avg_sq, max_exp_avg_sq
   T step_size, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2_sqrt;
@@ -294,7 +300,13 @@ template <class T, bool Amsgrad> struct Adam {
       s[2] = s[2] > v ? s[2] : v;
       v = s[2];
     }
-    p = scaled_plus(p, decay, ((-step_size) * s[0]) / (ok_sqrt(v) / bc2_sqrt + eps));
+    T d = ok_sqrt(v);
+    if constexpr (!UnitBc2) d = d / bc2_sqrt;
+    p = scaled_plus(p, decay, ((-step_size) * s[0]) / (d + eps));
+  }
+  // This step's rule as the UnitBc2 form (for a caller that checked bc2_sqrt == 1).
+  OK_HD Adam<T, Amsgrad, true> with_unit_bc2() const {
+    return {step_size, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2_sqrt, maximize};
   }
 };
 
