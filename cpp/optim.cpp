@@ -105,6 +105,7 @@ struct CpuOptim {
     dispatch_float(dt, [&](auto t) {
       using T = decltype(t);
       sig::check_in_dtype<D>(st, sizeof(T), L.count());  // (the lists checked, nothing written yet)
+      if (B.lr) sig::check_lr_buffer<D>(*B.lr, st, sizeof(T), L.count());
       sig::with_rule<D, T>(present, [&](auto rule) { next = run<T, typename decltype(rule)::type>(L, B, h, st.host); });
     });
     return next;

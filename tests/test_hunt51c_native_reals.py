@@ -4,17 +4,24 @@
   gave the unnamed "incompatible function arguments" TypeError, a bool ran as 1.0, and its values
   were checked against their ranges only, not against float32 (the dtype its rules compute in:
   ``lr=1e10`` and ``eps=1e-50``, refused by ``adam_`` on float32 arrays, ran and wrote NaN).
+* ``lr_buffer`` (capturable steps' lr, read where the arrays are): its value replaced the checked
+  lr unchecked on the CPU -- NaN, inf or a negative lr stepped every param.
+* ``float32_lr=True`` (optkern.torch's float32 tensor lr) with float64 params: the lr is rounded
+  to float32 (and, AdamW's decay ``1 - lr wd``, multiplied there by weight_decay rounded to
+  float32), but was checked as a float64 value: lr = 1e39 rounded to inf and wrote NaN.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy as np
 import pytest
 
 from optkern import _cpu
 from test_hunt49c_native_args import _lowp_sgd_call
+from test_hunt49c_native_hyper import FUNCTIONAL, native_kwargs
 
 
 def _arrays_of(kw: dict) -> list:
@@ -85,3 +92,71 @@ def test_lowp_step_scalars_meet_float32_as_the_fp32_step_does(rule, scalars, mes
     if rule == "adagrad":
         flags = [False, False]
     _refused_unchanged(_cpu.lowp_step, _lowp_call(rule, scalars, flags), ValueError, message)
+
+
+def _capturable(base: str, dtype, lr, **changed) -> tuple:
+    kw = native_kwargs(base, **changed)
+    kw = {k: [a.astype(dtype) for a in v] if isinstance(v, list) else v for k, v in kw.items()}
+    counters = np.zeros(2 if base == "nadam" else 1)
+    return getattr(_cpu, base + "_capturable"), kw | dict(counters=counters, lr_buffer=np.array([lr]))
+
+
+@pytest.mark.parametrize("base", ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "nadam"])
+@pytest.mark.parametrize(
+    ("lr", "message"),
+    [
+        (float("nan"), r"^lr_buffer\[0\]: must be finite, got nan$"),
+        (float("inf"), r"^lr_buffer\[0\]: must be finite, got inf$"),
+        (-1e-3, r"^lr_buffer\[0\]: must be in \[0\.0, inf\), got -0\.001$"),
+        (1e39, r"^lr_buffer\[0\]: 1e\+39 is not finite in float32 \(the arrays' dtype\)$"),
+    ],
+)
+def test_lr_buffer_values_are_checked(base, lr, message):
+    """A capturable step's lr from its buffer, checked as the lr it replaces (its range, and finite
+    in the arrays' dtype), before anything is written -- counters included."""
+    fn, kw = _capturable(base, np.float32, lr)
+    _refused_unchanged(fn, kw, ValueError, message)
+
+
+def test_lr_buffer_accepts_a_derived_rate_above_the_scale_bound():
+    """ZeRO AdaGrad-Norm hands sgd its rate lr / b as the buffer: above float32's max ** (1/4)
+    (b0 small) but finite, it runs (the bound is a user lr's, not a derived rate's)."""
+    fn, kw = _capturable("sgd", np.float32, 1e12)
+    kw["grads"] = [np.zeros_like(g) for g in kw["grads"]]
+    before = [p.copy() for p in kw["params"]]
+    fn(**kw)
+    assert all(np.array_equal(a, b) for a, b in zip(before, kw["params"]))
+    assert kw["counters"][0] == 1.0
+
+
+@pytest.mark.parametrize("lr", [4e38, 1e39, 1e50])
+@pytest.mark.parametrize("base", ["adam", "nadam", "adagrad"])
+def test_float32_lr_is_checked_in_float32(base, lr):
+    """float32_lr rounds lr to float32 whatever the params' dtype: float64 params' bound (1.2e77)
+    let 1e39 through, which rounded to inf."""
+    kw = native_kwargs(base, lr=lr, float32_lr=True)
+    kw = {k: [a.astype(np.float64) for a in v] if isinstance(v, list) else v for k, v in kw.items()}
+    message = rf"^lr: {lr!r} (is not finite in float32|is above 4\.295e\+09 \(float32's max \*\* \(1/4\)\))".replace(
+        "+", r"\+"
+    )
+    _refused_unchanged(getattr(_cpu, base + "_"), kw, ValueError, message)
+    names = inspect.signature(FUNCTIONAL[base]).parameters
+    fkw = {k: v for k, v in kw.items() if k in names} | {"step": 1}
+    with pytest.raises(ValueError, match=message):  # (the functional form: the Python layer's check)
+        FUNCTIONAL[base](**fkw)
+
+
+def test_float32_lr_decoupled_weight_decay_is_checked_in_float32():
+    """AdamW's 1 - lr wd is two float32 ops under float32_lr: a weight_decay that float32 cannot
+    multiply (1e50: inf there) is refused by name; without float32_lr float64 runs it."""
+    kw = native_kwargs("adam", lr=1e-3, weight_decay=1e50, decoupled_weight_decay=True, float32_lr=True)
+    kw = {k: [a.astype(np.float64) for a in v] if isinstance(v, list) else v for k, v in kw.items()}
+    _refused_unchanged(_cpu.adam_, kw, ValueError, r"^weight_decay: 1e\+50 is not finite in float32")
+    _cpu.adam_(**(kw | dict(float32_lr=False, weight_decay=1e-2)))
+
+
+def test_float32_lr_leaves_float64_bounds_alone_without_it():
+    kw = native_kwargs("adam", lr=1e10, float32_lr=False)
+    kw = {k: [a.astype(np.float64) for a in v] if isinstance(v, list) else v for k, v in kw.items()}
+    _cpu.adam_(**kw)
+    assert all(np.isfinite(a).all() for a in _arrays_of(kw))
