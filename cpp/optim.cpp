@@ -121,7 +121,7 @@ void adagrad_norm(py::handle params, py::handle grads, py::handle b_sq, const ru
   const Lists L = gather_lists(params, grads, {}, dt, {{"b_sq", &b2_list, true, true, size_t(dt.itemsize())}});
   sig::check_adagrad_norm_in(h, size_t(dt.itemsize()));
   if (!(std::isfinite(*b2) && *b2 >= 0.0))  // would turn every parameter into NaN
-    throw py::value_error("b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got " + std::to_string(*b2));
+    throw py::value_error("b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got " + checks::repr(*b2));
   dispatch_float(dt, [&](auto t) {
     using T = decltype(t);
     const T wd = T(h.weight_decay);
