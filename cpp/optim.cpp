@@ -106,6 +106,7 @@ struct CpuOptim {
       using T = decltype(t);
       sig::check_in_dtype<D>(st, sizeof(T), L.count());  // (the lists checked, nothing written yet)
       if (B.lr) sig::check_lr_buffer<D>(*B.lr, st, sizeof(T), L.count());
+      if (B.counters) sig::check_counters<D>(B.counters, h);
       sig::with_rule<D, T>(present, [&](auto rule) { next = run<T, typename decltype(rule)::type>(L, B, h, st.host); });
     });
     return next;

@@ -9,6 +9,9 @@
 * ``float32_lr=True`` (optkern.torch's float32 tensor lr) with float64 params: the lr is rounded
   to float32 (and, AdamW's decay ``1 - lr wd``, multiplied there by weight_decay rounded to
   float32), but was checked as a float64 value: lr = 1e39 rounded to inf and wrote NaN.
+* A capturable CPU step's ``counters``: the step they make (``counters[0] + 1``) and NAdam's
+  ``mu_product`` were read unchecked -- ``[NaN]`` wrote NaN into every param, ``[-1]`` (step 0)
+  divided by a zero bias correction.
 """
 
 from __future__ import annotations
@@ -160,3 +163,35 @@ def test_float32_lr_leaves_float64_bounds_alone_without_it():
     kw = {k: [a.astype(np.float64) for a in v] if isinstance(v, list) else v for k, v in kw.items()}
     _cpu.adam_(**kw)
     assert all(np.isfinite(a).all() for a in _arrays_of(kw))
+
+
+@pytest.mark.parametrize("base", ["sgd", "adagrad", "adam", "nadam"])
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        (float("nan"), r"^counters\[0\] \+ 1 \(this step\): must be an integer in \[1, 2\*\*53\], got nan$"),
+        (-1.0, r"^counters\[0\] \+ 1 \(this step\): must be an integer in \[1, 2\*\*53\], got 0\.0$"),
+        (0.5, r"^counters\[0\] \+ 1 \(this step\): must be an integer in \[1, 2\*\*53\], got 1\.5$"),
+        (float("inf"), r"^counters\[0\] \+ 1 \(this step\): must be an integer in \[1, 2\*\*53\], got inf$"),
+    ],
+)
+def test_capturable_counters_are_checked(base, steps, message):
+    """The CPU reads a capturable step's counters: the step they make is checked as a host step
+    (NaN wrote NaN into every param; -1, step 0, divided by a zero bias correction)."""
+    fn, kw = _capturable(base, np.float64, 1e-3)
+    kw["counters"][0] = steps
+    _refused_unchanged(fn, kw | dict(lr_buffer=None), ValueError, message)
+
+
+@pytest.mark.parametrize("mu", [float("nan"), 2.0, -1.0])
+def test_capturable_nadam_mu_product_is_checked(mu):
+    fn, kw = _capturable("nadam", np.float64, 1e-3)
+    kw["counters"][1] = mu
+    _refused_unchanged(fn, kw | dict(lr_buffer=None), ValueError, r"^counters\[1\] \(mu_product\): must be ")
+
+
+def test_capturable_counters_in_range_still_run():
+    fn, kw = _capturable("nadam", np.float64, 1e-3)
+    kw["counters"][:] = [4.0, 0.5]
+    fn(**(kw | dict(lr_buffer=None)))
+    assert kw["counters"][0] == 5.0 and 0.0 < kw["counters"][1] < 0.5

@@ -286,6 +286,15 @@ template <class D> void check_lr_buffer(double lr, const Step& st, size_t itemsi
                          f32 ? kFloat32Lr : "the arrays' dtype");
 }
 
+// A capturable CPU call's counters as read (CUDA's stay on the device, unread, for graph capture):
+// the step they make, counters[0] + 1, checked as a host step (check_step), and NAdam's counters[1]
+// as a host mu_product (check_mu_product), before anything is written: counters = [NaN] wrote NaN
+// into every param, and [-1] (step 0) divided by a bias correction of 0.
+template <class D> void check_counters(const double* counters, const typename D::Hyper& h) {
+  if constexpr (D::kCounters >= 1) checks::check_step("counters[0] + 1 (this step)", counters[0] + 1.0);
+  if constexpr (D::kCounters == 2) check_mu_product("counters[1] (mu_product)", counters[1], h, counters[0] + 1.0);
+}
+
 // f(Tag<Rule>{}) with Rule = D::Rule<T, flags...> for the optional state lists present
 // (present[k]: whether state list k was given).
 template <class D, class T, size_t K = 0, bool... B, class F> void with_rule(const bool* present, F&& f) {
