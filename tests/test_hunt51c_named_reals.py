@@ -74,13 +74,24 @@ def test_the_probe_sees_the_entry_points():
 
 
 @pytest.mark.parametrize(("name", "args", "i", "arg"), REALS)
-@pytest.mark.parametrize(("bad", "got"), [("x", "str"), (None, "NoneType"), (True, "bool"), (1j, "complex")])
+@pytest.mark.parametrize(
+    ("bad", "got"), [("x", "str"), (None, "NoneType"), (True, "bool"), (np.bool_(False), "bool"), (1j, "complex")]
+)
 def test_a_wrong_real_is_named(name, args, i, arg, bad, got):
     """Whatever else is wrong with the call, a real of the wrong type is refused by its name
     before anything else is looked at (the other arguments here are placeholders)."""
     args = list(args)
     args[i] = bad
     with pytest.raises(TypeError, match=rf"^{re.escape(arg)}: expected a real number, got {got}$"):
+        getattr(_cpu, name)(*args)
+
+
+@pytest.mark.parametrize(("name", "args", "i", "arg"), REALS)
+def test_an_int_beyond_float_range_is_named(name, args, i, arg):
+    """pybind11's double took 10**400 with an OverflowError naming nothing (or as inf)."""
+    args = list(args)
+    args[i] = 10**400
+    with pytest.raises(ValueError, match=rf"^{re.escape(arg)}: must be finite, got an integer beyond float range$"):
         getattr(_cpu, name)(*args)
 
 
