@@ -25,6 +25,7 @@
 #include "parallel.hpp"
 #include "py_arrays.hpp"
 #include "optkern/scalar_checks.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace {
@@ -123,7 +124,7 @@ double cg_start(py::handle b_h, py::handle r_h, py::handle p_h, py::handle x_h, 
   char* x = cold ? v.add(x_h, "x", true) : nullptr;
   finite("scale", scale);
   if (!(scale > 0.0) || std::ldexp(1.0, std::ilogb(scale)) != scale)
-    throw py::value_error("scale: expected a power of two, got " + std::to_string(scale));
+    throw py::value_error("scale: expected a power of two, got " + checks::repr(scale));
   return by_dtype(v.dt, [&](auto tag) {
     using T = decltype(tag);
     if (double(T(scale)) != scale) throw py::value_error("scale: not exact in the vectors' dtype");
@@ -354,10 +355,10 @@ py::dict cg_thread_stats() {
 void register_cg(py::module_& m) {
   sig::cg(m, &cg_curvature, &cg_update, &cg_direction, &cg_iteration);
   // (host only: hessian.cg takes CuPy's b / s on the GPU)
-  m.def("cg_start_", &cg_start, py::arg("b"), py::arg("r"), py::arg("p"), py::arg("x"), py::arg("scale"),
+  def_named(m, "cg_start_", &cg_start, py::arg("b"), py::arg("r"), py::arg("p"), py::arg("x"), py::arg("scale"),
         "hessian.cg's start in one pass: r = b / scale (scale a power of two), and with p, x (a cold start; "
         "else both None) p = r, x = 0. Returns r.r (float64, deterministic: cg_curvature(r, r, 0)'s bits).");
-  m.def("cg_iteration_known_", &cg_iteration_known, py::arg("x"), py::arg("r"), py::arg("p"), py::arg("y"),
+  def_named(m, "cg_iteration_known_", &cg_iteration_known, py::arg("x"), py::arg("r"), py::arg("p"), py::arg("y"),
         py::arg("pAp"), py::arg("rz"), py::arg("damping"), py::arg("tol"), py::arg("stop_on_negative_curvature"),
         "cg_iteration_ given pAp = p.(y + damping p) (an operator that tells it): when pAp is finite and positive "
         "(any sign with stop_on_negative_curvature=False) and alpha = rz / pAp finite, x += alpha p, "

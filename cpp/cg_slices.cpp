@@ -14,6 +14,7 @@
 
 #include "cg_loops.hpp"
 #include "optkern/scalar_checks.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace {
@@ -149,12 +150,12 @@ double cg_direction_sum(py::handle p_h, py::handle z_h, double beta) {
 }  // namespace
 
 void register_cg_slices(py::module_& m) {
-  m.def("cg_update_slice_", &cg_update_slice, py::arg("x"), py::arg("r"), py::arg("p"), py::arg("y"),
+  def_named(m, "cg_update_slice_", &cg_update_slice, py::arg("x"), py::arg("r"), py::arg("p"), py::arg("y"),
         py::arg("alpha"), py::arg("damping"), py::arg("transposed") = false,
         "CG's update on one slice of the vectors: x += alpha p, r -= alpha (y + damping p); returns the "
         "slice's r.r (float64, deterministic). y: the slice of A p, 1-D like x, or with transposed=True "
         "a C-contiguous 2-D array whose transpose, read in C order, is the slice.");
-  m.def("cg_direction_sum_", &cg_direction_sum, py::arg("p"), py::arg("z"), py::arg("beta"),
+  def_named(m, "cg_direction_sum_", &cg_direction_sum, py::arg("p"), py::arg("z"), py::arg("beta"),
         "p = z + beta p; returns p.p of the new p (float64, cg_curvature(p, p, 0)'s bits).");
 }
 

@@ -306,7 +306,7 @@ void lbfgs_stats(py::handle g_h, py::handle out_h) {
 
 void register_lbfgs(py::module_& m) {
   sig::lbfgs(m, &lbfgs_push, &lbfgs_direction, &lbfgs_move, &lbfgs_stats);
-  m.def("lbfgs_two_loop", [](int64_t k, py::array_t<double, py::array::c_style | py::array::forcecast> sy,
+  def_named(m, "lbfgs_two_loop", [](int64_t k, py::array_t<double, py::array::c_style | py::array::forcecast> sy,
                              py::array_t<double, py::array::c_style | py::array::forcecast> yy,
                              py::array_t<double, py::array::c_style | py::array::forcecast> sg,
                              py::array_t<double, py::array::c_style | py::array::forcecast> yg,

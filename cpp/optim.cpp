@@ -105,6 +105,8 @@ struct CpuOptim {
     dispatch_float(dt, [&](auto t) {
       using T = decltype(t);
       sig::check_in_dtype<D>(st, sizeof(T), L.count());  // (the lists checked, nothing written yet)
+      if (B.lr) sig::check_lr_buffer<D>(*B.lr, st, sizeof(T), L.count());
+      if (B.counters) sig::check_counters<D>(B.counters, h);
       sig::with_rule<D, T>(present, [&](auto rule) { next = run<T, typename decltype(rule)::type>(L, B, h, st.host); });
     });
     return next;
@@ -120,7 +122,7 @@ void adagrad_norm(py::handle params, py::handle grads, py::handle b_sq, const ru
   const Lists L = gather_lists(params, grads, {}, dt, {{"b_sq", &b2_list, true, true, size_t(dt.itemsize())}});
   sig::check_adagrad_norm_in(h, size_t(dt.itemsize()));
   if (!(std::isfinite(*b2) && *b2 >= 0.0))  // would turn every parameter into NaN
-    throw py::value_error("b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got " + std::to_string(*b2));
+    throw py::value_error("b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got " + checks::repr(*b2));
   dispatch_float(dt, [&](auto t) {
     using T = decltype(t);
     const T wd = T(h.weight_decay);

@@ -12,6 +12,8 @@
 #endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
+
+#include "optkern/named_reals.hpp"
 #endif
 
 #include "lane_sums.hpp"
@@ -155,7 +157,7 @@ std::vector<int> chunk_threads(const std::vector<int64_t>& sizes, int64_t work) 
 }  // namespace
 
 void register_probe_threads(py::module_& m) {
-  m.def("probe_rmw_", &probe_rmw,
+  def_named(m, "probe_rmw_", &probe_rmw,
         "Bandwidth probe: written[k] += c * read[0] for every element (all arrays one flat size), moving the "
         "bytes of an in-place optimizer step with len(written) - 1 state arrays.",
         arg("written"), arg("read"), arg("c") = 0.0);

@@ -279,7 +279,7 @@ void launch(const Rule& rule, const std::vector<lowp::Tensor>& ts, const lowp::C
   flush();
 }
 
-py::object lowp_step(const std::string& rule, const std::vector<double>& x, const std::vector<checks::Flag>& flags,
+py::object lowp_step(const std::string& rule, const std::vector<checks::Real>& x, const std::vector<checks::Flag>& flags,
                py::handle params, py::handle grads, py::handle masters, py::handle states, py::handle scales,
                const std::string& param_fmt, const std::string& state_fmt, checks::Flag stochastic_arg, uint64_t seed,
                uint64_t step, int64_t block, py::handle grad_scale, py::handle bases, py::handle found_inf) {

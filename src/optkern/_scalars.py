@@ -48,13 +48,14 @@ def nonnegative(name: str, value) -> float:
     return in_range(name, value, 0.0, None)
 
 
-def finite_in(name: str, value: float, dtype) -> float:
+def finite_in(name: str, value: float, dtype, whose: str = "the arrays' dtype") -> float:
     """``value`` rounded to ``dtype`` (the arrays', as a kernel rounds it), or ValueError naming it
-    where that is inf: an overflowing coefficient writes infs and NaNs (inf * 0) into every array."""
+    where that is inf: an overflowing coefficient writes infs and NaNs (inf * 0) into every array.
+    ``whose``: why the value meets ``dtype``, where not as the arrays' (float32_lr's float32 lr)."""
     with np.errstate(over="ignore", under="ignore"):
         r = float(np.dtype(dtype).type(value))
     if not math.isfinite(r):
-        raise ValueError(f"{name}: {value!r} is not finite in {np.dtype(dtype).name} (the arrays' dtype)")
+        raise ValueError(f"{name}: {value!r} is not finite in {np.dtype(dtype).name} ({whose})")
     return r
 
 

@@ -13,6 +13,7 @@
 
 #include "optkern/call_args.hpp"
 #include "optkern/lowp_step_args.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace amp {
@@ -62,9 +63,9 @@ void gather_update(UpdateCall<Arrays>& c, py::handle scale, py::handle tracker, 
   // (an infinite growth_factor: every growth overflows, so the scale never grows -- refused as
   // GradScaler refuses it, rather than taken silently)
   if (!(growth > 1.0 && std::isfinite(growth)))
-    throw py::value_error("growth_factor: must be finite and > 1, got " + std::to_string(growth));
+    throw py::value_error("growth_factor: must be finite and > 1, got " + checks::repr(growth));
   if (!(backoff > 0.0 && backoff < 1.0))
-    throw py::value_error("backoff_factor: must be in (0, 1), got " + std::to_string(backoff));
+    throw py::value_error("backoff_factor: must be in (0, 1), got " + checks::repr(backoff));
   if (interval < 1) throw py::value_error("growth_interval: must be >= 1, got " + std::to_string(interval));
   c.scale = c.args.template get<float>(scale, "scale", 1, true);
   c.tracker = c.args.template get<int64_t>(tracker, "growth_tracker", Arrays::dtype_named("int64"), 1, true);
@@ -88,7 +89,7 @@ void amp(pybind11::module_& m, Unscale unscale, Check check, Update update) {
         "written. grad_dtype: 'float32' (float32 arrays), 'bfloat16' or 'float16' (their bits as uint16 arrays, "
         "as lowp_step takes them): the check before a low-precision step that unscales its half grads itself "
         "(lowp_step's grad_scale). found_inf: a 1-element float32 array beside the grads.");
-  m.def("amp_update_scale_", update, arg("scale"), arg("growth_tracker"), arg("found_inf"), arg("growth_factor"),
+  def_named(m, "amp_update_scale_", update, arg("scale"), arg("growth_tracker"), arg("found_inf"), arg("growth_factor"),
         arg("backoff_factor"), arg("growth_interval"),
         "torch's _amp_update_scale_ in place: after a non-finite step scale *= backoff_factor and the tracker "
         "restarts; after growth_interval clean steps scale *= growth_factor (unless that overflows). scale, "

@@ -48,7 +48,9 @@ inline double scale_bound(bool f32) {
 
 // ValueError naming `name` unless `v` (already in its range) works as `how` says in the arrays'
 // dtype: float32 where `itemsize` is 4, float64 where it is 8. (Nothing is formatted unless it fails.)
-template <class Name> void check_in_dtype(const Name& name, double v, unsigned how, size_t itemsize) {
+// `whose`: why the value meets that dtype, where not as the arrays' (float32_lr's float32 lr).
+template <class Name>
+void check_in_dtype(const Name& name, double v, unsigned how, size_t itemsize, const char* whose = "the arrays' dtype") {
   if (how == kInDouble) return;
   const bool f32 = itemsize < 8;
   const double r = f32 ? double(static_cast<float>(v)) : v;
@@ -56,7 +58,7 @@ template <class Name> void check_in_dtype(const Name& name, double v, unsigned h
     throw py::value_error(name_of(name) + ": " + repr(v) + why);
   };
   const auto dtn = [f32] { return std::string(f32 ? "float32" : "float64"); };
-  if (!std::isfinite(r)) fail(" is not finite in " + dtn() + " (the arrays' dtype)");
+  if (!std::isfinite(r)) fail(" is not finite in " + dtn() + " (" + whose + ")");
   if ((how & kScale & ~kRounded) && std::fabs(v) > scale_bound(f32))
     fail(" is above " + format("{:.4g}", scale_bound(f32)) + " (" + dtn() + "'s max ** (1/4)), the largest value a " +
          dtn() + " step keeps finite");

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "optkern/call_args.hpp"
+#include "optkern/dtype_checks.hpp"
 #include "optkern/lowp_storage.hpp"
 #include "optkern/rules/optim.hpp"
 #include "optkern/scalar_checks.hpp"
@@ -170,23 +171,28 @@ template <class F> void with_formats(Fmt pf, Fmt sf, F&& f) {
   else with_state(PH{});
 }
 
-// v[i], checked against the range of hyper-parameter i of the optimizer described by D
-// (signatures_optim.hpp: what its own native step checks).
-template <class D> double scalar(const std::vector<double>& v, size_t i) {
+// v[i] converted by name (checks::real: a str, None or bool in the list was pybind11's unnamed
+// TypeError, a bool ran as 1.0) and checked as the fp32 step of the optimizer described by D
+// (signatures_optim.hpp) checks hyper-parameter i on float32 arrays: its range, then its in_dtype
+// entry in float32, the dtype these rules compute in (lr = 1e10 or eps = 1e-50 ran and wrote NaN).
+template <class D> double scalar(const std::vector<checks::Real>& v, size_t i) {
   if (i >= v.size()) throw py::value_error("scalars: too few values for this rule");
-  checks::check_real([&] { return "scalars[" + std::to_string(i) + "] (" + D::scalar_names[i] + ")"; }, v[i],
-                     D::ranges[i]);
-  return v[i];
+  const auto name = [&] { return "scalars[" + std::to_string(i) + "] (" + D::scalar_names[i] + ")"; };
+  const double x = checks::real_in(name, v[i], D::ranges[i]);
+  checks::check_in_dtype(name, x, D::in_dtype[i], sizeof(float));
+  return x;
 }
 // scalar<D> over x, as a function of the position.
-template <class D> auto scalars_of(const std::vector<double>& x) {
+template <class D> auto scalars_of(const std::vector<checks::Real>& x) {
   return [&x](size_t i) { return scalar<D>(x, i); };
 }
 // NAdam's x[6], the mu_product step t of hyper-parameters h starts from, checked as nadam_ checks its own.
-inline double mu_product(const std::vector<double>& x, const rules::NAdamHyper& h, double t) {
+inline double mu_product(const std::vector<checks::Real>& x, const rules::NAdamHyper& h, double t) {
   if (x.size() < 7) throw py::value_error("scalars: too few values for this rule");
-  sig::check_mu_product("scalars[6] (mu_product)", x[6], h, t);
-  return x[6];
+  const char* name = "scalars[6] (mu_product)";
+  const double v = checks::real(x[6], name);
+  sig::check_mu_product(name, v, h, t);
+  return v;
 }
 
 // run(rule) with the rule built from its hyper-parameters and the step count by the rule's
@@ -203,7 +209,7 @@ inline double mu_product(const std::vector<double>& x, const rules::NAdamHyper& 
 //         decoupled, float32_lr] (states: exp_avg, exp_avg_sq)
 // Returns NAdam's new mu_product (the rule's, rounded as the fp32 optimizer keeps it), else NaN.
 template <class Run>
-double with_rule(const std::string& rule, const std::vector<double>& x, const std::vector<checks::Flag>& flags,
+double with_rule(const std::string& rule, const std::vector<checks::Real>& x, const std::vector<checks::Flag>& flags,
                  uint64_t step, int n_states, Run&& run) {
   const auto flag = [&](size_t i, bool fallback) {
     return i < flags.size() ? checks::flag(flags[i], [i] { return "flags[" + std::to_string(i) + "]"; }) : fallback;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "optkern/rules/clip.hpp"
+#include "optkern/scalar_checks.hpp"
 
 namespace optkern {
 namespace reduce_args {
@@ -21,12 +22,12 @@ constexpr double kMaxFiniteNormType = 960.0;
 
 // p in [1, kMaxFiniteNormType] or +inf (NaN and -inf refused); true for +inf (the max norm).
 inline bool check_norm_type(double p) {
-  if (!(p >= 1.0)) throw py::value_error("norm_type: must be >= 1 or inf, got " + std::to_string(p));
+  if (!(p >= 1.0)) throw py::value_error("norm_type: must be >= 1 or inf, got " + checks::repr(p));
   if (std::isinf(p)) return true;
   if (p > kMaxFiniteNormType)
     throw py::value_error("norm_type: must be at most " + std::to_string(int(kMaxFiniteNormType)) +
                           " or inf here (the sum of |x|^p scaled by a power of two overflows past it), got " +
-                          std::to_string(p));
+                          checks::repr(p));
   return false;
 }
 
@@ -39,11 +40,11 @@ inline void check_finite_norm_type(double p) {
 // clip_scale_'s max_norm: >= 0 or inf. A negative one made a negative factor (every array's sign
 // flipped: an ascent step) and a NaN one NaN arrays, silently.
 inline void check_max_norm(double v) {
-  if (!(v >= 0.0)) throw py::value_error("max_norm: must be >= 0 or inf, got " + std::to_string(v));
+  if (!(v >= 0.0)) throw py::value_error("max_norm: must be >= 0 or inf, got " + checks::repr(v));
 }
 
 inline void check_clip_value(double v) {
-  if (!(v >= 0.0)) throw py::value_error("clip_value: must be >= 0, got " + std::to_string(v));
+  if (!(v >= 0.0)) throw py::value_error("clip_value: must be >= 0, got " + checks::repr(v));
 }
 
 // clip_scale_'s norm_dtype: the dtype of the norm the factor is computed in ("" the grads').

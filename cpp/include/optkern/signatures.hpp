@@ -9,6 +9,7 @@
 #include <string>
 
 #include "optkern/rules/activation_kind.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace sig {
@@ -27,24 +28,24 @@ inline rules::Act parse_activation(const std::string& k) {
 // The scalar arguments of softmax_xent_fwd / softmax_xent_rop (the R-operator has no smoothing).
 inline void check_xent_args(double smoothing, double penalty, double scale) {
   if (!(smoothing >= 0.0 && smoothing <= 1.0))
-    throw py::value_error("label_smoothing: must be in [0, 1], got " + std::to_string(smoothing));
-  if (!std::isfinite(penalty)) throw py::value_error("confidence_penalty: must be finite");
-  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
+    throw py::value_error("label_smoothing: must be in [0, 1], got " + checks::repr(smoothing));
+  checks::check_real("confidence_penalty", penalty, checks::kFinite);
+  checks::check_real("scale", scale, checks::kFinite);
 }
 
 template <class Act, class Fwd, class Rop>
 void nn(py::module_& m, Act activation_fwd, Fwd softmax_xent_fwd, Rop softmax_xent_rop) {
   m.def("activation_fwd", activation_fwd, arg("kind"), arg("z"), arg("a"), arg("d1") = py::none(),
         arg("d2") = py::none(), "a = f(z), d1 = f'(z), d2 = f''(z) in one pass (d1, d2 optional).");
-  m.def("softmax_xent_fwd", softmax_xent_fwd, arg("logits"), arg("labels"), arg("loss"), arg("logp") = py::none(),
+  def_named(m, "softmax_xent_fwd", softmax_xent_fwd, arg("logits"), arg("labels"), arg("loss"), arg("logp") = py::none(),
         arg("dlogits") = py::none(), arg("label_smoothing") = 0.0, arg("confidence_penalty") = 0.0,
         arg("scale") = 1.0, "Per-row softmax cross-entropy loss; optionally log-probs and scale * dloss/dlogits.");
-  m.def("softmax_xent_rop", softmax_xent_rop, arg("logp"), arg("r"), arg("out"), arg("confidence_penalty") = 0.0,
+  def_named(m, "softmax_xent_rop", softmax_xent_rop, arg("logp"), arg("r"), arg("out"), arg("confidence_penalty") = 0.0,
         arg("scale") = 1.0, "out = scale * (Hessian of the row loss w.r.t. logits) @ r, given saved log-probs.");
 }
 
 template <class Fwd, class Bwd> void norm_rows(py::module_& m, Fwd row_norm_forward, Bwd row_norm_backward) {
-  m.def("row_norm_forward", row_norm_forward, arg("x"), arg("weight"), arg("bias"), arg("out"), arg("mean"),
+  def_named(m, "row_norm_forward", row_norm_forward, arg("x"), arg("weight"), arg("bias"), arg("out"), arg("mean"),
         arg("rstd"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"), arg("eps"), arg("rms"),
         "Layer / group / instance / RMS norm forward over rows of x (see cpp/norm_rows.cpp for the layout).");
   m.def("row_norm_backward", row_norm_backward, arg("dy"), arg("x"), arg("weight"), arg("mean"), arg("rstd"),
@@ -61,7 +62,7 @@ inline void check_running(py::handle var, py::handle running_mean, py::handle ru
   if (!running_mean.is_none() && var.is_none())
     throw py::value_error("var: expected the batch's unbiased variance with running buffers, got None");
   if (!(momentum >= 0.0 && momentum <= 1.0))
-    throw py::value_error("momentum: must be in [0, 1], got " + std::to_string(momentum));
+    throw py::value_error("momentum: must be in [0, 1], got " + checks::repr(momentum));
 }
 
 // The low parts `lo` (channel_stats') go with batch statistics: a training call's. Eval normalizes
@@ -74,17 +75,17 @@ inline void check_lo(py::handle lo, bool training) {
 template <class Stats, class Fwd, class Bwd, class Run>
 void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward, Bwd channel_norm_backward,
                    Run running_stats) {
-  m.def("running_stats_", running_stats, arg("running_mean"), arg("running_var"), arg("mean"), arg("var"),
+  def_named(m, "running_stats_", running_stats, arg("running_mean"), arg("running_var"), arg("mean"), arg("var"),
         arg("momentum"),
         "running_mean, running_var <- (1 - momentum) running + momentum (mean, var), in place (the update "
         "channel_norm_forward makes; instance norm's batch averages).");
-  m.def("channel_stats", channel_stats, arg("x"), arg("mean"), arg("rstd"), arg("var"), arg("N"), arg("C"),
+  def_named(m, "channel_stats", channel_stats, arg("x"), arg("mean"), arg("rstd"), arg("var"), arg("N"), arg("C"),
         arg("S"), arg("eps"), arg("lo") = py::none(),
         "Per-channel mean, rstd = 1 / sqrt(biased variance + eps) and unbiased variance (for running "
         "statistics) of x viewed as (N, C, S), all from the same merged moments; into lo (optional) the "
         "means' low parts (rules::mean_lo, 0 where not needed) that channel_norm_forward / _backward "
         "take in training, so that they do not compute them from x again.");
-  m.def("channel_norm_forward", channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
+  def_named(m, "channel_norm_forward", channel_norm_forward, arg("x"), arg("mean"), arg("rstd"), arg("weight"),
         arg("bias"), arg("out"), arg("N"), arg("C"), arg("S"), arg("var") = py::none(),
         arg("running_mean") = py::none(), arg("running_var") = py::none(), arg("momentum") = 0.0,
         arg("training") = false, arg("lo") = py::none(),

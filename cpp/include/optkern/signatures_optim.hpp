@@ -5,9 +5,11 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <array>
 #include <iterator>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -52,7 +54,7 @@ using py::arg;
 struct Step {
   rules::Counters host;
   py::object counters, lr_buffer, found_inf;  // None in plain calls
-  const double* reals = nullptr;  // the hyper-parameters as checked, in argument order (a bool's: 0)
+  const double* reals = nullptr;  // the hyper-parameters as checked, in argument order (a bool's: 1 or 0)
   bool capturable() const { return !counters.is_none() || !lr_buffer.is_none() || !found_inf.is_none(); }
 };
 
@@ -237,6 +239,26 @@ struct NAdam {
 };
 }  // namespace opt
 
+// The index of hyper-parameter `name` in D's arguments, or none (their count).
+template <class D> constexpr size_t index_of(std::string_view name) {
+  for (size_t i = 0; i < std::size(D::scalar_names); ++i)
+    if (std::string_view(D::scalar_names[i]) == name) return i;
+  return std::size(D::scalar_names);
+}
+
+// Whether hyper-parameter i of D (reals: the call's, a bool's 1 or 0) is rounded to float32 whatever
+// the arrays' dtype: float32_lr (optkern.torch's float32 tensor lr) rounds the lr to float32, and
+// AdamW's decay 1 - lr wd multiplies it there by weight_decay rounded to float32 (rules/optim.hpp:
+// decoupled_decay, neg_lr_ratio). Checked as float64 values on float64 params, lr = 1e39 rounded to
+// inf and wrote NaN.
+template <class D> bool float32_operand(const double* reals, size_t i) {
+  constexpr size_t f32 = index_of<D>("float32_lr"), dec = index_of<D>("decoupled_weight_decay");
+  constexpr size_t n = std::size(D::scalar_names), lr = index_of<D>("lr"), wd = index_of<D>("weight_decay");
+  if constexpr (f32 == n) return false;
+  else return reals[f32] != 0.0 && (i == lr || (i == wd && dec < n && reals[dec] != 0.0));
+}
+inline constexpr const char* kFloat32Lr = "float32_lr: a float32 lr";
+
 // The hyper-parameters of a step of D (as its call checked them, st.reals) against the arrays'
 // dtype (itemsize 4: float32, 8: float64), named as the signature names them: each module's
 // Impl::step calls it once it knows the dtype, before anything is written. A call of no arrays has
@@ -244,8 +266,33 @@ struct NAdam {
 // hyper-parameters by such a call, and a float64 model's eps=1e-50 was refused as float32's.
 template <class D> void check_in_dtype(const Step& st, size_t itemsize, size_t arrays) {
   if (arrays == 0) return;
-  for (size_t i = 0; i < std::size(D::scalar_names); ++i)
-    checks::check_in_dtype(D::scalar_names[i], st.reals[i], D::in_dtype[i], itemsize);
+  for (size_t i = 0; i < std::size(D::scalar_names); ++i) {
+    const bool f32 = float32_operand<D>(st.reals, i);
+    checks::check_in_dtype(D::scalar_names[i], st.reals[i], D::in_dtype[i], f32 ? std::min<size_t>(itemsize, 4) : itemsize,
+                           f32 ? kFloat32Lr : "the arrays' dtype");
+  }
+}
+
+// A capturable call's lr as read from its lr_buffer (CPU: the host can read it; CUDA's stays on the
+// device, unread, for graph capture) checked as the first hyper-parameter it replaces (the lr; the
+// given-scalar steps' step_size, c_grad): its range and finite in the dtype its rule rounds it to.
+// Not a user lr's scale bound: ZeRO AdaGrad-Norm hands sgd its derived rate lr / b there, finite but
+// above that bound where b0 is small (optim/adagrad.py).
+template <class D> void check_lr_buffer(double lr, const Step& st, size_t itemsize, size_t arrays) {
+  checks::check_real("lr_buffer[0]", lr, D::ranges[0]);
+  if (arrays == 0) return;  // (no dtype: check_in_dtype's reason)
+  const bool f32 = float32_operand<D>(st.reals, 0);
+  checks::check_in_dtype("lr_buffer[0]", lr, checks::kRounded, f32 ? std::min<size_t>(itemsize, 4) : itemsize,
+                         f32 ? kFloat32Lr : "the arrays' dtype");
+}
+
+// A capturable CPU call's counters as read (CUDA's stay on the device, unread, for graph capture):
+// the step they make, counters[0] + 1, checked as a host step (check_step), and NAdam's counters[1]
+// as a host mu_product (check_mu_product), before anything is written: counters = [NaN] wrote NaN
+// into every param, and [-1] (step 0) divided by a bias correction of 0.
+template <class D> void check_counters(const double* counters, const typename D::Hyper& h) {
+  if constexpr (D::kCounters >= 1) checks::check_step("counters[0] + 1 (this step)", counters[0] + 1.0);
+  if constexpr (D::kCounters == 2) check_mu_product("counters[1] (mu_product)", counters[1], h, counters[0] + 1.0);
 }
 
 // f(Tag<Rule>{}) with Rule = D::Rule<T, flags...> for the optional state lists present
@@ -298,8 +345,9 @@ template <class D, class Impl> struct OptimFunctions {
     return real = checks::real_in(D::scalar_names[i], r, D::ranges[i]);
   }
   static bool checked(size_t i, const checks::Flag& f, double& real) {
-    real = 0.0;
-    return checks::flag(f, D::scalar_names[i]);
+    const bool b = checks::flag(f, D::scalar_names[i]);
+    real = b ? 1.0 : 0.0;  // (float32_operand reads float32_lr and decoupled_weight_decay)
+    return b;
   }
   template <size_t... J, class... H>
   static typename D::Hyper hyper(std::index_sequence<J...>, double* reals, const H&... h) {

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "optkern/philox.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace sig {
@@ -21,12 +22,12 @@ using py::arg;
 
 // dropout_'s p, checked before any array is looked at (the threshold and scale need p in [0, 1]).
 inline void check_dropout_p(double p) {
-  if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p: must be in [0, 1], got " + std::to_string(p));
+  if (!(p >= 0.0 && p <= 1.0)) throw py::value_error("p: must be in [0, 1], got " + checks::repr(p));
 }
 
 // Dropout: `dropout_(x, out, p, seed, offset, mask)` of each module (its arrays' checks and the loop).
 template <class Dropout> void dropout(py::module_& m, Dropout dropout_fn) {
-  m.def("dropout_", dropout_fn, arg("x"), arg("out"), arg("p"), arg("seed"), arg("offset"), arg("mask") = py::none(),
+  def_named(m, "dropout_", dropout_fn, arg("x"), arg("out"), arg("p"), arg("seed"), arg("offset"), arg("mask") = py::none(),
         "out = x * keep / (1 - p), keep = Philox word(offset + i) >= round(p * 2**32) (philox.hpp); out may be x.");
 }
 

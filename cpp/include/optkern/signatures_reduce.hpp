@@ -15,6 +15,7 @@
 #include "optkern/reduce_args.hpp"
 #include "optkern/regularize_args.hpp"
 #include "optkern/scalar_checks.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace sig {
@@ -25,7 +26,7 @@ using py::arg;
 template <class Norm, class Parts, class Finish, class Sq>
 void norms(py::module_& m, Norm grad_norm, Parts grad_norm_parts, int64_t chunk, Finish grad_norm_finish,
            Sq grad_sq_norm) {
-  m.def("grad_norm", [grad_norm](py::object arrays, double norm_type, py::object out) {
+  def_named(m, "grad_norm", [grad_norm](py::object arrays, double norm_type, py::object out) {
           return grad_norm(arrays, norm_type, out);
         },
         arg("arrays"), arg("norm_type"), arg("out"),
@@ -33,7 +34,7 @@ void norms(py::module_& m, Norm grad_norm, Parts grad_norm_parts, int64_t chunk,
         "max |x| for norm_type=inf, accumulated in float64 in a fixed blocking (the same bits for any thread "
         "count, every run), written to out[0] (a 1-element float64 array of the arrays' kind and device). "
         "optkern._cpu returns it too; optkern._cuda returns None (no host synchronization).");
-  m.def("grad_norm_parts", [grad_norm_parts](py::object arrays, double norm_type, py::object out) {
+  def_named(m, "grad_norm_parts", [grad_norm_parts](py::object arrays, double norm_type, py::object out) {
           return grad_norm_parts(arrays, norm_type, out);
         },
         arg("arrays"), arg("norm_type"), arg("out"),
@@ -45,7 +46,7 @@ void norms(py::module_& m, Norm grad_norm, Parts grad_norm_parts, int64_t chunk,
   m.def("grad_norm_chunk", [chunk] { return chunk; },
         "The elements of one of grad_norm_parts' partial sums: each array cut into chunks of this many from its "
         "first element (the last one shorter).");
-  m.def("grad_norm_finish", [grad_norm_finish](py::object parts, double norm_type, py::object out) {
+  def_named(m, "grad_norm_finish", [grad_norm_finish](py::object parts, double norm_type, py::object out) {
           return grad_norm_finish(parts, norm_type, out);
         },
         arg("parts"), arg("norm_type"), arg("out"),
@@ -63,7 +64,7 @@ void norms(py::module_& m, Norm grad_norm, Parts grad_norm_parts, int64_t chunk,
 // clip_scale_, clamp_ and all_finite: in-place transforms and the finiteness flag.
 template <class Scale, class Clamp, class Finite>
 void clipping(py::module_& m, Scale clip_scale, Clamp clamp, Finite all_finite) {
-  m.def("clip_scale_", [clip_scale](py::object arrays, double max_norm, py::object total_norm_buf,
+  def_named(m, "clip_scale_", [clip_scale](py::object arrays, double max_norm, py::object total_norm_buf,
                                     const std::string& norm_dtype) {
           reduce_args::check_max_norm(max_norm);
           return clip_scale(arrays, max_norm, total_norm_buf, norm_dtype);
@@ -73,7 +74,7 @@ void clipping(py::module_& m, Scale clip_scale, Clamp clamp, Finite all_finite) 
         "makes NaN arrays, as in torch), total_norm_buf a 1-element float64 array read where the arrays are "
         "(on the GPU by the kernel: no host synchronization); the factor computed in norm_dtype ('' the "
         "arrays' dtype) as torch computes it in its norm's dtype.");
-  m.def("clamp_", [clamp](py::object arrays, double clip_value) { return clamp(arrays, clip_value); },
+  def_named(m, "clamp_", [clamp](py::object arrays, double clip_value) { return clamp(arrays, clip_value); },
         arg("arrays"), arg("clip_value"),
         "arrays = clip(arrays, -clip_value, clip_value) in place, for every array (clip_value >= 0).");
   m.def("all_finite", [all_finite](py::object arrays, py::object out) { return all_finite(arrays, out); },

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "optkern/scalar_checks.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace sig {
@@ -29,7 +30,7 @@ void lbfgs(py::module_& m, Push push, Dir direction, Move move, Stats stats) {
         "prev_g = g, and into out (float64, 5 k + 4): for each row j s_new.y_j, y_new.s_j, y_new.y_j, g.s_j, "
         "g.y_j; then "
         "y_new.s_new, y_new.y_new, g.s_new, g.y_new. Deterministic (fixed blocking, float64 sums).");
-  m.def("lbfgs_direction_", direction, arg("S"), arg("Y"), arg("coef_s"), arg("coef_y"), arg("g"),
+  def_named(m, "lbfgs_direction_", direction, arg("S"), arg("Y"), arg("coef_s"), arg("coef_y"), arg("g"),
         arg("g_scale"), arg("d"), arg("out"),
         "One pass: d = g_scale g + sum_j coef_y[j] Y[j] + coef_s[j] S[j] (accumulated in the "
         "array type); out[0] = g.d, out[1] = max |d| (float64).");
@@ -61,13 +62,13 @@ void sam(py::module_& m, Perturb perturb, Restore restore) {
 
 template <class Curv, class Update, class Dir, class Iter>
 void cg(py::module_& m, Curv curvature, Update update, Dir direction, Iter iteration) {
-  m.def("cg_curvature", curvature, arg("p"), arg("y"), arg("damping"),
+  def_named(m, "cg_curvature", curvature, arg("p"), arg("y"), arg("damping"),
         "CG's curvature along p from y = A p: p.(y + damping p), summed in float64 (deterministic). "
         "With damping = 0 a plain dot product.");
-  m.def("cg_update_", update, arg("x"), arg("r"), arg("p"), arg("y"), arg("alpha"), arg("damping"),
+  def_named(m, "cg_update_", update, arg("x"), arg("r"), arg("p"), arg("y"), arg("alpha"), arg("damping"),
         "One pass: x += alpha p, r -= alpha (y + damping p); returns r.r (float64, deterministic).");
-  m.def("cg_direction_", direction, arg("p"), arg("z"), arg("beta"), "p = z + beta p, in place.");
-  m.def("cg_iteration_", iteration, arg("x"), arg("r"), arg("p"), arg("y"), arg("rz"), arg("damping"), arg("tol"),
+  def_named(m, "cg_direction_", direction, arg("p"), arg("z"), arg("beta"), "p = z + beta p, in place.");
+  def_named(m, "cg_iteration_", iteration, arg("x"), arg("r"), arg("p"), arg("y"), arg("rz"), arg("damping"), arg("tol"),
         arg("stop_on_negative_curvature"),
         "One unpreconditioned CG iteration after y = A p, as cg_curvature, cg_update_ and cg_direction_ in turn "
         "(the same bits): pAp = p.(y + damping p); when pAp is finite and positive (any sign with "

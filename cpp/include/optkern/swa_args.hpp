@@ -9,6 +9,7 @@
 #include <string>
 
 #include "optkern/call_args.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace swa {
@@ -28,7 +29,7 @@ template <class Arrays> struct LerpCall {
 template <class Arrays>
 void gather_lerp(LerpCall<Arrays>& c, py::handle averages, py::handle params, double weight) {
   if (!(weight >= 0.0 && weight <= 1.0))
-    throw py::value_error("weight: must be in [0, 1], got " + std::to_string(weight));
+    throw py::value_error("weight: must be in [0, 1], got " + checks::repr(weight));
   c.avgs = c.args.list(averages, "averages", true);
   c.params = c.args.list(params, "params", false, &c.avgs.size);
   c.args.check_overlap();
@@ -40,7 +41,7 @@ namespace sig {
 
 template <class F> void swa(pybind11::module_& m, F swa_lerp) {
   using pybind11::arg;
-  m.def("swa_lerp_", swa_lerp, arg("averages"), arg("params"), arg("weight"),
+  def_named(m, "swa_lerp_", swa_lerp, arg("averages"), arg("params"), arg("weight"),
         "averages[i] <- lerp(averages[i], params[i], weight), float32 or float64 (all of averages[0]'s "
         "dtype), one pass.");
 }

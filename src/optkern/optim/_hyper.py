@@ -142,14 +142,27 @@ def _mu_rounds_to_one(dtype: np.dtype) -> float:
     return (np.finfo(dtype).nmant + 1) * math.log(2.0) / -math.log(0.96)
 
 
+def _float32_operand(hp: Any, field: str) -> bool:
+    """Whether ``field`` of ``hp`` is rounded to float32 whatever the arrays' dtype: float32_lr
+    (optkern.torch's float32 tensor lr) rounds the lr to float32, and AdamW's decay ``1 - lr wd``
+    multiplies it there by weight_decay rounded to float32 (the native ``sig::float32_operand``)."""
+    if not getattr(hp, "float32_lr", False):
+        return False
+    return field == "lr" or (field == "weight_decay" and bool(getattr(hp, "decoupled_weight_decay", False)))
+
+
 def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
     n = _namer(where)
+    arrays = dtype
     for field, v in zip(hp._fields, hp):
         if isinstance(v, bool) or not isinstance(v, float):
             continue
         name = (names or {}).get(field) or n(field)
+        dtype, whose = arrays, "the arrays' dtype"
+        if arrays.itemsize > 4 and _float32_operand(hp, field):
+            dtype, whose = np.dtype(np.float32), "float32_lr: a float32 lr"
         if field in _ROUNDED:
-            r = _backend.finite_in(name, v, dtype)
+            r = _backend.finite_in(name, v, dtype, whose)
             bound = _F32_SCALE_MAX if dtype.itemsize < 8 else _F64_SCALE_MAX
             if field in _SCALES and abs(v) > bound:
                 kind = "float32" if dtype.itemsize < 8 else "float64"
@@ -174,7 +187,7 @@ def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
         elif field in _SQUARED and not (np.isfinite(v * v) and v * v > 0):
             raise ValueError(f"{name}: {v!r} squared is not a finite positive float64 (b^2 starts at b0^2)")
     if "b0" in hp._fields and "lr" in hp._fields:
-        _check_rate_bound(hp.lr, hp.b0, dtype, (names or {}).get("b0") or n("b0"))
+        _check_rate_bound(hp.lr, hp.b0, arrays, (names or {}).get("b0") or n("b0"))
 
 
 def _check_rate_bound(

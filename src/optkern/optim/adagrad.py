@@ -229,7 +229,7 @@ def _check_b_sq(b_sq, lr: float, params) -> float | None:
     if v is None:
         return None
     if not (math.isfinite(v) and v >= 0.0):
-        raise ValueError(f"b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got {v:f}")
+        raise ValueError(f"b_sq: must hold a finite b^2 >= 0 (start at b0^2 > 0), got {v!r}")
     dtype = getattr(params[0], "dtype", None) if params else None
     if dtype in (np.float32, np.float64):  # (any other the native call names)
         _check_rate_bound(lr, v, dtype, "b_sq", squared=True)
