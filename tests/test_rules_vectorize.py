@@ -60,7 +60,9 @@ def rule_templates() -> dict[str, int]:
     that is a rule (has kState; a bool may have a default, as Adam's UnitBc2)."""
     text = RULES.read_text()
     found = {}
-    for m in re.finditer(r"template <class T((?:, bool \w+(?: = \w+)?)*)> struct (\w+) \{(.*?)\n\};", text, re.S):
+    # (a rule may derive from its scalars' struct: Adam : AdamScalars<T>)
+    rule = r"template <class T((?:, bool \w+(?: = \w+)?)*)> struct (\w+)(?: : [\w<>]+)? \{(.*?)\n\};"
+    for m in re.finditer(rule, text, re.S):
         if "static constexpr int kState" in m.group(3):
             found[m.group(2)] = m.group(1).count("bool")
     return found

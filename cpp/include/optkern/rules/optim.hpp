@@ -274,41 +274,48 @@ struct AdamHyper {
 // subnormal, so no denormal mode matters), so this form drops one of the element's three divider
 // operations and changes no bit. A loop bound by the divider picks it at run time
 // (cpp/lowp_loop.hpp); the others keep the plain form.
-template <class T, bool Amsgrad, bool UnitBc2 = false> struct Adam {
-  using Hyper = AdamHyper;
-  static constexpr int kState = Amsgrad ? 3 : 2;  // exp_avg, exp_avg_sq, max_exp_avg_sq
+// A step's scalars, apart from the rule so that both forms hold the very same fields (with_unit_bc2
+// copies them whole; Adam adds none: the static_assert below).
+template <class T> struct AdamScalars {
   T step_size, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2_sqrt;
   bool maximize;
+};
+template <class T, bool Amsgrad, bool UnitBc2 = false> struct Adam : AdamScalars<T> {
+  using Hyper = AdamHyper;
+  static constexpr int kState = Amsgrad ? 3 : 2;  // exp_avg, exp_avg_sq, max_exp_avg_sq
   static OK_HD Adam at(const Hyper& h, const Counters& c) {
     const double bc1 = 1.0 - ok_pow(h.beta1, c.t), bc2 = 1.0 - ok_pow(h.beta2, c.t);
-    return {T(-neg_lr_ratio(h.lr, 1.0, bc1, h.float32_lr)),
-            T(1.0 - h.beta1),
-            T(h.beta2),
-            T(1.0 - h.beta2),
-            T(h.eps),
-            T(h.decoupled ? 0.0 : h.weight_decay),
-            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled, h.float32_lr)),
-            T(ok_sqrt(bc2)),
-            h.maximize};
+    return {{T(-neg_lr_ratio(h.lr, 1.0, bc1, h.float32_lr)),
+             T(1.0 - h.beta1),
+             T(h.beta2),
+             T(1.0 - h.beta2),
+             T(h.eps),
+             T(h.decoupled ? 0.0 : h.weight_decay),
+             T(decoupled_decay(h.lr, h.weight_decay, h.decoupled, h.float32_lr)),
+             T(ok_sqrt(bc2)),
+             h.maximize}};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
-    g = effective_grad(p, g, l2, maximize);  // (decay is 1 when l2 is not 0)
-    s[0] = lerp(s[0], g, one_minus_beta1);
-    s[1] = scaled_fma(s[1], beta2, one_minus_beta2 * g, g);
+    const AdamScalars<T>& k = *this;  // (the base's names, spelled once: it depends on T)
+    g = effective_grad(p, g, k.l2, k.maximize);  // (decay is 1 when l2 is not 0)
+    s[0] = lerp(s[0], g, k.one_minus_beta1);
+    s[1] = scaled_fma(s[1], k.beta2, k.one_minus_beta2 * g, g);
     T v = s[1];
     if constexpr (Amsgrad) {
       s[2] = s[2] > v ? s[2] : v;
       v = s[2];
     }
     T d = ok_sqrt(v);
-    if constexpr (!UnitBc2) d = d / bc2_sqrt;
-    p = scaled_plus(p, decay, ((-step_size) * s[0]) / (d + eps));
+    if constexpr (!UnitBc2) d = d / k.bc2_sqrt;
+    p = scaled_plus(p, k.decay, ((-k.step_size) * s[0]) / (d + k.eps));
   }
-  // This step's rule as the UnitBc2 form (for a caller that checked bc2_sqrt == 1).
-  OK_HD Adam<T, Amsgrad, true> with_unit_bc2() const {
-    return {step_size, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2_sqrt, maximize};
-  }
+  // This step's rule as the UnitBc2 form (for a caller that checked bc2_sqrt == 1): the scalars
+  // copied whole, each field by its name (listed by position, a field added later shifted values).
+  OK_HD Adam<T, Amsgrad, true> with_unit_bc2() const { return {static_cast<const AdamScalars<T>&>(*this)}; }
 };
+// Adam holds nothing but its scalars, so with_unit_bc2 copies all of it.
+static_assert(sizeof(Adam<float, true>) == sizeof(AdamScalars<float>), "Adam's fields belong in AdamScalars");
+static_assert(sizeof(Adam<double, false>) == sizeof(AdamScalars<double>), "Adam's fields belong in AdamScalars");
 
 // NAdam (Dozat 2016, torch.optim.NAdam): momentum schedule
 // mu_t = b1 (1 - 0.96^(t psi) / 2), prod_t = mu_1 ... mu_t (mu_product, kept

@@ -21,8 +21,8 @@ struct AdamGivenHyper {
 template <class T, bool Amsgrad> struct AdamGiven : Adam<T, Amsgrad> {
   using Hyper = AdamGivenHyper;
   static OK_HD AdamGiven at(const Hyper& h, const Counters&) {
-    return {{T(h.lr), T(h.one_minus_beta1), T(h.beta2), T(h.one_minus_beta2), T(h.eps), T(h.weight_decay),
-             T(h.decay), T(h.bc2_sqrt), h.maximize}};
+    return {{{T(h.lr), T(h.one_minus_beta1), T(h.beta2), T(h.one_minus_beta2), T(h.eps), T(h.weight_decay),
+              T(h.decay), T(h.bc2_sqrt), h.maximize}}};
   }
 };
 
