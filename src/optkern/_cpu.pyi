@@ -11,6 +11,8 @@ import numpy
 import numpy.typing
 
 __all__: list[str] = [
+    "FLOAT32_LR_OPERANDS",
+    "FLOAT32_LR_WHOSE",
     "HeldCapsules",
     "activation_fwd",
     "adadelta_",
@@ -1168,3 +1170,8 @@ def weight_norm_forward(
     """
     out[r] = g[r] v[r] / ||v[r]|| for v viewed as (rows, M); norm[r] = ||v[r]||.
     """
+
+# float32_lr's float32 operands ({hyper-parameter: the flag it also needs, or None}) and why
+# they meet float32 (signatures_optim_checks.hpp: kFloat32Operands, kFloat32Lr)
+FLOAT32_LR_OPERANDS: dict[str, str | None]
+FLOAT32_LR_WHOSE: str

@@ -18,6 +18,7 @@
 #include "optkern/rules/optim_given.hpp"
 #include "optkern/dtype_checks.hpp"
 #include "optkern/scalar_checks.hpp"
+#include "optkern/signatures_optim_checks.hpp"
 
 namespace optkern {
 namespace sig {
@@ -44,37 +45,6 @@ using py::arg;
 //   kCounters        host step counters after them: 0 (the rule needs none), 1 (`step`,
 //                    from 1, this step included) or 2 (`step`, `mu_product`; the
 //                    function returns the new mu_product, None with device counters).
-
-// How a call counts steps: plain calls take the step from the host; capturable
-// ones (counters not None) read it from a float64 array on the arrays' device,
-// [steps taken] (NAdam: [steps taken, mu_product]), and advance it there after
-// the update; lr_buffer (None or one float64 element there) replaces the host lr;
-// found_inf (None or one float32 element there, amp.GradScaler's flag): when nonzero the
-// step writes nothing and the counters stay.
-struct Step {
-  rules::Counters host;
-  py::object counters, lr_buffer, found_inf;  // None in plain calls
-  const double* reals = nullptr;  // the hyper-parameters as checked, in argument order (a bool's: 1 or 0)
-  bool capturable() const { return !counters.is_none() || !lr_buffer.is_none() || !found_inf.is_none(); }
-};
-
-// NAdam's mu_product: a product of momentum factors in [0, 1), 1 before the first step -- or up to a
-// float32 ulp above 1: optkern.torch hands float64 params under torch's float32 state the pre-image
-// float32(1 * mu) / mu of torch's float32 product (torch/adam.py's _rule_mu_product), 1.0000000156.
-inline constexpr checks::Range kMuProduct{0.0, 1.0 + 0x1p-23, false, false};
-
-// mu_product checked against kMuProduct and, above 1, against the step it starts (hyper-parameters
-// h, step t): the adapter's pre-image times mu_t gives back torch's float32 product, below 1; a
-// product this step makes at 1 or above turned 1 - prod_t to 0 or below, and the step ran the
-// params backwards (1.0 -> -11183 at mu_product = 1 + 2**-23, beta1 = 1 - 2**-24).
-inline void check_mu_product(const char* name, double mu_product, const rules::NAdamHyper& h, double t) {
-  checks::check_real(name, mu_product, kMuProduct);
-  const double prod = rules::mul_rn(mu_product, rules::NAdam<double>::mu_at(h, t));
-  if (mu_product > 1.0 && !(float(prod) < 1.0f))
-    throw py::value_error(std::string(name) + ": above 1 only where the product of this step, mu_product * mu_t, " +
-                          "stays below 1 in float32 (it is " + checks::repr(prod) + "), got " +
-                          checks::repr(mu_product));
-}
 
 struct StateList {
   const char* name;
@@ -239,62 +209,6 @@ struct NAdam {
 };
 }  // namespace opt
 
-// The index of hyper-parameter `name` in D's arguments, or none (their count).
-template <class D> constexpr size_t index_of(std::string_view name) {
-  for (size_t i = 0; i < std::size(D::scalar_names); ++i)
-    if (std::string_view(D::scalar_names[i]) == name) return i;
-  return std::size(D::scalar_names);
-}
-
-// Whether hyper-parameter i of D (reals: the call's, a bool's 1 or 0) is rounded to float32 whatever
-// the arrays' dtype: float32_lr (optkern.torch's float32 tensor lr) rounds the lr to float32, and
-// AdamW's decay 1 - lr wd multiplies it there by weight_decay rounded to float32 (rules/optim.hpp:
-// decoupled_decay, neg_lr_ratio). Checked as float64 values on float64 params, lr = 1e39 rounded to
-// inf and wrote NaN.
-template <class D> bool float32_operand(const double* reals, size_t i) {
-  constexpr size_t f32 = index_of<D>("float32_lr"), dec = index_of<D>("decoupled_weight_decay");
-  constexpr size_t n = std::size(D::scalar_names), lr = index_of<D>("lr"), wd = index_of<D>("weight_decay");
-  if constexpr (f32 == n) return false;
-  else return reals[f32] != 0.0 && (i == lr || (i == wd && dec < n && reals[dec] != 0.0));
-}
-inline constexpr const char* kFloat32Lr = "float32_lr: a float32 lr";
-
-// The hyper-parameters of a step of D (as its call checked them, st.reals) against the arrays'
-// dtype (itemsize 4: float32, 8: float64), named as the signature names them: each module's
-// Impl::step calls it once it knows the dtype, before anything is written. A call of no arrays has
-// no dtype (its lists' default, float32, is not the caller's): optkern.torch checks a group's
-// hyper-parameters by such a call, and a float64 model's eps=1e-50 was refused as float32's.
-template <class D> void check_in_dtype(const Step& st, size_t itemsize, size_t arrays) {
-  if (arrays == 0) return;
-  for (size_t i = 0; i < std::size(D::scalar_names); ++i) {
-    const bool f32 = float32_operand<D>(st.reals, i);
-    checks::check_in_dtype(D::scalar_names[i], st.reals[i], D::in_dtype[i], f32 ? std::min<size_t>(itemsize, 4) : itemsize,
-                           f32 ? kFloat32Lr : "the arrays' dtype");
-  }
-}
-
-// A capturable call's lr as read from its lr_buffer (CPU: the host can read it; CUDA's stays on the
-// device, unread, for graph capture) checked as the first hyper-parameter it replaces (the lr; the
-// given-scalar steps' step_size, c_grad): its range and finite in the dtype its rule rounds it to.
-// Not a user lr's scale bound: ZeRO AdaGrad-Norm hands sgd its derived rate lr / b there, finite but
-// above that bound where b0 is small (optim/adagrad.py).
-template <class D> void check_lr_buffer(double lr, const Step& st, size_t itemsize, size_t arrays) {
-  checks::check_real("lr_buffer[0]", lr, D::ranges[0]);
-  if (arrays == 0) return;  // (no dtype: check_in_dtype's reason)
-  const bool f32 = float32_operand<D>(st.reals, 0);
-  checks::check_in_dtype("lr_buffer[0]", lr, checks::kRounded, f32 ? std::min<size_t>(itemsize, 4) : itemsize,
-                         f32 ? kFloat32Lr : "the arrays' dtype");
-}
-
-// A capturable CPU call's counters as read (CUDA's stay on the device, unread, for graph capture):
-// the step they make, counters[0] + 1, checked as a host step (check_step), and NAdam's counters[1]
-// as a host mu_product (check_mu_product), before anything is written: counters = [NaN] wrote NaN
-// into every param, and [-1] (step 0) divided by a bias correction of 0.
-template <class D> void check_counters(const double* counters, const typename D::Hyper& h) {
-  if constexpr (D::kCounters >= 1) checks::check_step("counters[0] + 1 (this step)", counters[0] + 1.0);
-  if constexpr (D::kCounters == 2) check_mu_product("counters[1] (mu_product)", counters[1], h, counters[0] + 1.0);
-}
-
 // f(Tag<Rule>{}) with Rule = D::Rule<T, flags...> for the optional state lists present
 // (present[k]: whether state list k was given).
 template <class D, class T, size_t K = 0, bool... B, class F> void with_rule(const bool* present, F&& f) {
@@ -346,7 +260,7 @@ template <class D, class Impl> struct OptimFunctions {
   }
   static bool checked(size_t i, const checks::Flag& f, double& real) {
     const bool b = checks::flag(f, D::scalar_names[i]);
-    real = b ? 1.0 : 0.0;  // (float32_operand reads float32_lr and decoupled_weight_decay)
+    real = b ? 1.0 : 0.0;  // (float32_operand reads float32_lr and its operands' flags)
     return b;
   }
   template <size_t... J, class... H>
@@ -410,6 +324,7 @@ template <class D, class Impl> struct OptimFunctions {
 };
 
 template <class Impl> void optim(py::module_& m) {
+  def_float32_lr(m);
   OptimFunctions<opt::Sgd, Impl>::def(m);
   OptimFunctions<opt::Adagrad, Impl>::def(m);
   OptimFunctions<opt::RMSprop, Impl>::def(m);

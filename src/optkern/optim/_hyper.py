@@ -142,13 +142,22 @@ def _mu_rounds_to_one(dtype: np.dtype) -> float:
     return (np.finfo(dtype).nmant + 1) * math.log(2.0) / -math.log(0.96)
 
 
+# float32_lr's float32 operands ({field: the flag it also needs, or None}) and the errors' words for
+# them, read from the native table (signatures_optim_checks.hpp: kFloat32Operands), so the rule is
+# written once. The native steps check it too, but this check cannot go: it names a group's field
+# (param_groups[1]['lr']) and runs before anything a step does first -- GradScaler.step unscales the
+# grads in place, optkern.torch makes its state -- where the native call comes last.
+_F32_OPERANDS: dict[str, str | None] = _backend.cpu.FLOAT32_LR_OPERANDS
+_F32_WHOSE: str = _backend.cpu.FLOAT32_LR_WHOSE
+
+
 def _float32_operand(hp: Any, field: str) -> bool:
-    """Whether ``field`` of ``hp`` is rounded to float32 whatever the arrays' dtype: float32_lr
-    (optkern.torch's float32 tensor lr) rounds the lr to float32, and AdamW's decay ``1 - lr wd``
-    multiplies it there by weight_decay rounded to float32 (the native ``sig::float32_operand``)."""
-    if not getattr(hp, "float32_lr", False):
+    """Whether ``field`` of ``hp`` is rounded to float32 whatever the arrays' dtype (float32_lr:
+    optkern.torch's float32 tensor lr; ``_F32_OPERANDS``)."""
+    if not getattr(hp, "float32_lr", False) or field not in _F32_OPERANDS:
         return False
-    return field == "lr" or (field == "weight_decay" and bool(getattr(hp, "decoupled_weight_decay", False)))
+    when = _F32_OPERANDS[field]
+    return when is None or bool(getattr(hp, when, False))
 
 
 def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
@@ -160,7 +169,7 @@ def _check_dtype_fields(hp: Any, dtype: np.dtype, where: str, names) -> None:
         name = (names or {}).get(field) or n(field)
         dtype, whose = arrays, "the arrays' dtype"
         if arrays.itemsize > 4 and _float32_operand(hp, field):
-            dtype, whose = np.dtype(np.float32), "float32_lr: a float32 lr"
+            dtype, whose = np.dtype(np.float32), _F32_WHOSE
         if field in _ROUNDED:
             r = _backend.finite_in(name, v, dtype, whose)
             bound = _F32_SCALE_MAX if dtype.itemsize < 8 else _F64_SCALE_MAX
