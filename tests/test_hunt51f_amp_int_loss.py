@@ -1,6 +1,7 @@
 """Hunt 51f: ``amp.GradScaler.scale`` of an integer (or bool) loss multiplies in float32, as
 torch.amp.GradScaler does (its 0-d float32 scale tensor times an integer tensor is float32): a NumPy
-int scalar / array, a bool and a Python int came back float64 (NumPy's int times a Python float)."""
+int scalar / array and a NumPy bool came back float64 (NumPy's int times a Python float). (A Python
+int's rule: tests/test_hunt51l_amp_loss_rule.py.)"""
 
 import numpy as np
 import pytest
@@ -37,14 +38,6 @@ def test_an_integer_numpy_loss_is_scaled_in_float32_as_torch(loss, s):
     assert np.ndim(got) == np.ndim(loss)
     assert isinstance(got, np.ndarray) == isinstance(loss, np.ndarray) or np.ndim(loss) == 0
     np.testing.assert_array_equal(np.asarray(got), want)
-
-
-@pytest.mark.parametrize("loss", [3, -(2**40) - 3, True, 0])
-def test_a_python_int_loss_is_scaled_in_float32_as_a_torch_integer_tensor(loss):
-    # torch refuses a Python number (not a tensor); its integer tensor of that value gives float32
-    got = amp.GradScaler(init_scale=2.0**16).scale(loss)
-    assert type(got) is np.float32
-    assert got == _torch_scaled(np.int64(loss), 2.0**16)
 
 
 def test_float_losses_keep_their_dtype():

@@ -221,22 +221,3 @@ def _refuse_grads_in_params(grads: list, params: list) -> None:
     if pair is not None:
         g, p = live[pair[0]], pair[1] - len(live)  # (a pair across the sets: the grad comes first)
         raise ValueError(f"grads[{g}] shares memory with params[{p}] (aliasing arrays cannot be updated in place)")
-
-
-def _loss_widened(loss, name: str):
-    """Loss ``loss`` (argument ``name``) as ``GradScaler.scale`` multiplies it: an integer or bool one
-    (NumPy, CuPy, a Python int) as float32, as torch's 0-d float32 scale tensor makes an int tensor's
-    product (its values cast to float32, then the product in float32; NumPy's int times the Python
-    float scale was float64); any other as it is. TypeError naming ``name`` for an array of no
-    numbers (a timedelta was scaled as one, an object array passed to NumPy), ValueError for a
-    Python int beyond float range (Python's unnamed OverflowError)."""
-    kind = loss.dtype.kind if isinstance(loss, (np.ndarray, np.generic)) or _backend.is_cupy(loss) else None
-    if kind is not None and kind not in "biufc" and _half_fmt(loss.dtype) is None:  # (ml_dtypes' bfloat16: 'V')
-        raise TypeError(f"{name}: expected a number or an array of numbers, got dtype {loss.dtype}")
-    if not (isinstance(loss, int) or (kind is not None and kind in "biu")):
-        return loss
-    with np.errstate(over="ignore"):  # (an int past float32's range: inf, as torch's)
-        try:
-            return np.float32(loss) if isinstance(loss, int) else loss.astype(np.float32)
-        except OverflowError:
-            raise ValueError(f"{name}: an integer beyond float range") from None

@@ -44,7 +44,6 @@ flag (a synchronization, as torch's non-fused optimizers do).
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import Any
 
 import numpy as np
@@ -57,20 +56,19 @@ from ._amp_checks import (
     _check_optimizer,
     _check_steps_from_grads,
     _checked_state,
-    _loss_widened,
     _new_scale,
     _skips_on_device,
     _wrapped_lowp,
 )
+from ._amp_loss import LossScaling
 from ._amp_passes import ScalerPasses
 from ._amp_states import Iteration, OptState, Stepping, agreed, combined, distributed, memory_of
 from ._serial import lock_of, serialized
-from .optim._lowp_config import _half_fmt
 
 __all__ = ["GradScaler", "OptState"]
 
 
-class GradScaler(ScalerPasses):
+class GradScaler(ScalerPasses, LossScaling):
     """Dynamic loss scaling with ``torch.amp.GradScaler``'s keywords and defaults (no ``device``: the
     scale lives beside the grads) and methods (``scale``, ``unscale_``, ``step``, ``update``,
     ``get_scale``, ``state_dict``); see the module docstring.
@@ -127,46 +125,15 @@ class GradScaler(ScalerPasses):
 
     @serialized
     def scale(self, loss):
-        """``loss * scale`` (anything that multiplies by a float; a CuPy loss by the device scale; a
-        0-d NumPy half loss promoted to float32, as torch's 0-d float32 scale promotes it, and an
-        integer or bool one (NumPy, CuPy, a Python int) made float32 as torch's makes its int tensors; a list
-        or tuple of losses, each scaled, as torch's)."""
+        """``loss * scale``; a list or tuple of losses, each scaled, as torch's. An array or NumPy /
+        CuPy scalar (a CuPy one by the device scale) follows torch's promotion with its 0-d float32
+        scale tensor: an integer or bool one comes out float32, a 0-d half one float32, float32 /
+        float64 ones keep their dtype. A Python number (int, bool, float; torch takes none) comes
+        out a Python float: an int converted as ``float()`` converts it, ValueError naming the loss
+        beyond float64's range (``optkern._amp_loss``)."""
         if not self.enabled:
             return loss
         return self._scaled(loss, "loss")
-
-    def _scaled(self, loss, name: str):
-        if isinstance(loss, (list, tuple)):
-            # torch's form for several outputs (``scaler.scale([l1, l2])``): each one scaled, in a
-            # container of the same type (a list used to be refused as not a number)
-            return type(loss)(self._scaled(v, f"{name}[{i}]") for i, v in enumerate(loss))
-        loss = _loss_widened(loss, name)
-        if _backend.is_cupy(loss):
-            self._beside(loss)
-            return loss * self._scale[0]
-        torch = sys.modules.get("torch")  # (a tensor exists: torch is imported)
-        if torch is not None and isinstance(loss, torch.Tensor):
-            # torch's own product, by its 0-d float32 scale tensor: a 0-d float16 / bfloat16 loss
-            # comes out float32 (times a Python float it stayed float16: 2**16 * loss was inf)
-            return loss * torch.full((), self.get_scale(), dtype=torch.float32, device=loss.device)
-        if isinstance(loss, (np.ndarray, np.generic)) and _half_fmt(loss.dtype) is not None:
-            # torch multiplies by its 0-d float32 scale tensor, in float32: a 0-d float16 /
-            # bfloat16 loss (the usual scalar loss) comes out float32, an n-d one is rounded back
-            # to its dtype. NumPy with a Python float scale rounded the scale itself to the half
-            # type first (2**16 is inf in float16: every float16 loss became inf or NaN) and
-            # kept a 0-d loss half.
-            with np.errstate(over="ignore"):  # (inf past float32's or the half's range, as torch's, silently)
-                wide = np.asarray(loss, np.float32) * np.float32(self.get_scale())
-                return wide[()] if loss.ndim == 0 else wide.astype(loss.dtype)
-        if _backend.is_foreign(loss):  # a DLPack / array-interface exporter: its NumPy / CuPy view, scaled
-            return self._scaled(_backend.as_array(loss, name), name)
-        try:
-            # (a NumPy loss past its dtype's range when scaled: inf, as torch's, without NumPy's
-            # overflow warning -- the overflow the scaler exists to back off from)
-            with np.errstate(over="ignore"):
-                return loss * self.get_scale()
-        except TypeError:  # (Python's message names no argument)
-            raise TypeError(f"{name}: expected a number or an array, got {type(loss).__name__}") from None
 
     @serialized
     def unscale_(self, optimizer=None, grads=None):
