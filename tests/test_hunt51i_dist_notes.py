@@ -34,6 +34,11 @@ def test_joining_a_refusal_gives_up_where_a_rank_works_elsewhere():
     _launch("busy")
 
 
+@pytest.mark.spawns
+def test_a_checked_collective_of_a_split_reads_a_members_note():
+    _launch("checked")
+
+
 def _world_works(comm) -> None:
     """Every rank in one allreduce of the world (nothing left pending or queued)."""
     import numpy as np
@@ -111,6 +116,33 @@ def case_busy(comm) -> None:
         }
         with raises(TypeError, late[comm.rank]):
             Communicator()
+    finally:
+        no_comm.WAIT_S = wait
+    _world_works(comm)
+
+
+def case_checked(comm) -> None:
+    """A = ranks {0, 1}, a Communicator on both. Rank 1 then refuses a comm while rank 0 makes a
+    checked allreduce in A (its header waited without reading notes) and rank 2 makes a
+    Communicator of the world: all three raise rank 1's error (rank 1 its own)."""
+    import numpy as np
+    from mpi4py import MPI
+
+    from optkern.distributed import Communicator, no_comm
+
+    split = MPI.COMM_WORLD.Split(0 if comm.rank < 2 else 1, comm.rank)
+    a = Communicator(split) if comm.rank < 2 else None
+    wait, no_comm.WAIT_S = no_comm.WAIT_S, 8.0
+    try:
+        if comm.rank == 1:
+            with raises(TypeError, OWN):
+                Communicator("x")
+        elif comm.rank == 0:
+            with raises(TypeError, OWN + " (on rank 1: no rank goes on without it)"):
+                a.allreduce(np.ones(3))
+        else:
+            with raises(TypeError, OWN + " (on rank 1: no rank goes on without it)"):
+                Communicator()
     finally:
         no_comm.WAIT_S = wait
     _world_works(comm)

@@ -70,8 +70,9 @@ NOTE_TAG = 0x0C0FFEE
 #: The header a rank puts into the refusing rank's ``COMM_WORLD`` header when a note called it there.
 _JOINED = "a header in another communicator, left for a refusal"
 
-#: Polls of a request before the first sleep: a header the others are already in costs no sleep.
-_SPIN = 64
+#: Polls of a request before the first sleep (well under a millisecond): a header the others come to
+#: soon costs no sleep (a sleeping rank makes no MPI progress: the others wait for it).
+_SPIN = 1000
 
 #: This rank's sent notes (their requests, completed once the others took them, or at exit).
 _sent: list = []
