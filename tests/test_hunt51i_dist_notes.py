@@ -19,9 +19,9 @@ CASE_TIMEOUT = 20  # s: a passing case takes a few seconds
 OWN = "comm: expected an mpi4py.MPI.Comm or a Communicator, got str"
 
 
-def _launch(case: str) -> None:
+def _launch(case: str, *args: str) -> None:
     pytest.importorskip("mpi4py")
-    run_case(__file__, case, 3, timeout=CASE_TIMEOUT)
+    run_case(__file__, case, 3, *args, timeout=CASE_TIMEOUT)
 
 
 @pytest.mark.spawns
@@ -30,8 +30,9 @@ def test_a_members_note_behind_an_outsiders_is_read():
 
 
 @pytest.mark.spawns
-def test_joining_a_refusal_gives_up_where_a_rank_works_elsewhere():
-    _launch("busy")
+@pytest.mark.parametrize("then", ["world", "split"])
+def test_joining_a_refusal_gives_up_where_a_rank_works_elsewhere(then):
+    _launch("busy", then)
 
 
 @pytest.mark.spawns
@@ -79,11 +80,13 @@ def case_behind(comm) -> None:
     _world_works(comm)
 
 
-def case_busy(comm) -> None:
+def case_busy(comm, then: str) -> None:
     """A = ranks {0, 1}. Rank 1 refuses; rank 0, in A's header, reads its note and joins the world's
     header, where rank 2 does not come for 4 s (it works in a communicator of its own): rank 0
     gives up after WAIT_S (1 s here) with rank 1's error, as rank 1 does with its own. Then all
-    meet in the world: the headers given up are completed there and every rank raises."""
+    meet in the world: the headers given up are completed there and every rank raises. ``then``:
+    rank 0's next call, in the world or in A again (where rank 1's note, read before, is met
+    again: the header given up is completed first, the note taken there, no second one awaited)."""
     import time
 
     import numpy as np
@@ -115,7 +118,7 @@ def case_busy(comm) -> None:
             2: OWN + " (on rank 1: no rank goes on without it)",
         }
         with raises(TypeError, late[comm.rank]):
-            Communicator()
+            Communicator(a if comm.rank == 0 and then == "split" else None)
     finally:
         no_comm.WAIT_S = wait
     _world_works(comm)

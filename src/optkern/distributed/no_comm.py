@@ -189,7 +189,9 @@ def _join(world, src: int) -> Exception:
     told the others: joined in ``COMM_WORLD``'s header and allgather; or, nobody in that header
     within WAIT_S (a rank working in a communicator without ``src``), read from its note, the
     header kept for :func:`settle`."""
-    settle(world)  # (a header given up earlier first: COMM_WORLD's collectives match in order)
+    earlier = settle(world)  # (a header given up before first: COMM_WORLD's collectives match in order)
+    if earlier is not None:  # (this call raises with the ranks told there; src's note taken, if theirs)
+        return earlier
     ranks = [_JOINED] * world.Get_size()
     if src not in _read:
         _read[src] = world.recv(source=src, tag=NOTE_TAG)
