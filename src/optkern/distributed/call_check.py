@@ -31,7 +31,6 @@ import numpy as np
 
 from .agreement import HEADER, _code, _raise_any, _said, apart, first_unlike
 
-_MPI: list = []  # (mpi4py's IN_PLACE and MAX, looked up once: the header is on every checked call)
 _BITS = (1 << 52) - 1  # (a fingerprint exact in a float64, and its negative)
 
 
@@ -83,13 +82,14 @@ def alike(comm, call: str, err, fields: tuple) -> None:
     checked call."""
     buf = getattr(comm, "_call_head", None)
     if buf is None:
-        from .transport import mpi
-
-        _MPI[:] = [mpi().IN_PLACE, mpi().MAX]
         buf = comm._call_head = array("d", bytes(16 * HEADER))  # ((value, -value) pairs, zeros after)
     code, refused, fp = _code(f"Communicator.{call}"), 0.0 if err is None else 1.0, fingerprint(fields)
     buf[0], buf[1], buf[2], buf[3], buf[4], buf[5] = code, -code, refused, -refused, fp, -fp
-    comm.mpi.Iallreduce(_MPI[0], buf, op=_MPI[1]).Wait()  # (nonblocking: .no_comm)
+    try:
+        comm._header_reduce(buf)  # (nonblocking, a refusing member's note read meanwhile: .no_comm)
+    except BaseException:
+        comm._call_head = None  # (a header given up for a note keeps buf: no_comm._left)
+        raise
     if buf[0] != -buf[1]:
         buf[:] = array("d", bytes(16 * HEADER))  # (a wrapper's longer header was met: zeros again)
         raise apart(comm, f"Communicator.{call}")

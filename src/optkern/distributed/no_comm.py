@@ -19,19 +19,32 @@ Where the others were given another communicator (a ``Split`` or ``Dup`` of the 
 So this rank also sends every other rank a note (:data:`NOTE_TAG`, point to point in ``COMM_WORLD``),
 and a header in a communicator other than the world waits by polling (:func:`wait_header`): a rank
 that finds a note from a member of that communicator (who, having refused, will never come) joins
-this rank's header in ``COMM_WORLD`` and its allgather, and raises this rank's error, saying which
-rank. A note from a rank that is no member of the communicator waited in is left alone; a rank that
-met the refusal in ``COMM_WORLD``'s own header takes the note from the queue there (:func:`drain`),
-so that none is read later as a new refusal. Where some rank never comes to a header (it works in a
-communicator without this rank), this rank waits :data:`WAIT_S` seconds, then raises its own error
-alone (as before). Nonblocking for that reason: a blocking allreduce could not be given up, and MPI
-never matches a nonblocking collective with a blocking one, so every header is nonblocking
+this rank's header in ``COMM_WORLD`` and its allgather, and raises the error of the lowest refusing
+rank, saying which rank. Each member is probed by its own source: a note from a rank outside the
+communicator waited in is left alone and hides no member's note queued behind it. A note is read
+once -- where a rank needs its text early, into ``_read`` -- and taken after the allgather that
+reports it (:func:`drain`, also where the refusal was met in ``COMM_WORLD``'s own header), so that
+none is read later as a new refusal.
+
+What is guaranteed, and what is not. Where every rank comes to a header in ``COMM_WORLD`` or in a
+communicator holding a refusing rank, within :data:`WAIT_S` seconds of that rank's refusal (or of
+a rank joining it for a note), every rank raises, the refusing rank's own error there and its
+error saying which rank elsewhere. Where some rank does not (it works in a communicator without
+the refusing rank, or in no collective), the refusing rank, and each rank that joined it for a
+note, waits :data:`WAIT_S` seconds, then raises alone -- the refusing rank its own error, a
+joining rank the refusing rank's error read from its note, saying that not every rank came.
+Nonblocking for that reason: a blocking allreduce could not be given up, and MPI never matches a
+nonblocking collective with a blocking one, so every header is nonblocking
 (:meth:`.transport.Transport._header_reduce`). A collective request cannot be cancelled, though:
 a rank arriving after ``WAIT_S`` meets that request in its header, MPI matching ``COMM_WORLD``'s
 collectives in order. So the request is kept (:func:`settle`) and completed before this rank's next
 header in ``COMM_WORLD`` (or next refusal), without a deadline: the late ranks are told then -- the
-allgather they enter -- and this rank's call raises too (the late ranks gave theirs up), where
-before both waited forever, each in a collective the other was not in.
+allgather they enter -- and this rank's call raises too (the late ranks gave theirs up). A rank
+that never makes another collective call in ``COMM_WORLD`` leaves the late ones waiting there (no
+deadline can be put on a rank that never calls this library again). The communicator whose header
+was given up for a note is unusable after, on every member, as the refusing rank never joins it:
+its request is kept alive, never freed while active (``_left``). A rank waiting in a header of a
+communicator without the refusing rank is not told there, only at its next header in ``COMM_WORLD``.
 """
 
 from __future__ import annotations
@@ -44,7 +57,8 @@ from .agreement import HEADER, _code, _said, calls_apart
 from .transport import PENDING_REFUSALS as _pending
 from .transport import mpi
 
-#: Seconds a rank refusing its ``comm`` waits for the others' header in ``COMM_WORLD``.
+#: Seconds a rank refusing its ``comm`` waits for the others' header in ``COMM_WORLD`` (and a rank
+#: that read its note, to be joined there in turn).
 WAIT_S = 30.0
 
 #: The header's code for "this rank refused its communicator": no call's name hashes to it alike.
@@ -56,8 +70,20 @@ NOTE_TAG = 0x0C0FFEE
 #: The header a rank puts into the refusing rank's ``COMM_WORLD`` header when a note called it there.
 _JOINED = "a header in another communicator, left for a refusal"
 
+#: Polls of a request before the first sleep (well under a millisecond): a header the others come to
+#: soon costs no sleep (a sleeping rank makes no MPI progress: the others wait for it).
+_SPIN = 1000
+
 #: This rank's sent notes (their requests, completed once the others took them, or at exit).
 _sent: list = []
+
+#: Notes received before the allgather that drains them (world rank -> note): read once, here.
+_read: dict = {}
+
+#: Header requests (and their buffers) of a communicator given up for a refusal: never completed
+#: (a member refused), kept alive as MPI may still write the buffer and a freed active
+#: nonblocking collective is erroneous.
+_left: list = []
 
 
 def refuse(err: Exception) -> Exception:
@@ -71,84 +97,134 @@ def refuse(err: Exception) -> Exception:
     settle(world)  # (an earlier refusal's header first: COMM_WORLD's collectives match in order)
     note = refusal(err)
     _sent.extend(world.isend(note, dest=r, tag=NOTE_TAG) for r in range(world.Get_size()) if r != world.Get_rank())
-    buf = np.zeros(2 * HEADER)  # (the header's layout: (value, -value) pairs, the code first)
-    buf[0], buf[1] = _code(CALL), -_code(CALL)
-    req = world.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
-    deadline = time.monotonic() + WAIT_S
-    while not req.Test():
-        if time.monotonic() > deadline:  # (nobody in COMM_WORLD's header: see the module doc)
-            _pending.append((req, buf, err))  # (kept: completed by settle before the next header)
-            return err
-        time.sleep(1e-3)
-    _told(world, err)
+    late = type(err)(
+        f"{err} (this rank's refusal, reported after no_comm.WAIT_S seconds: the other ranks' next exchange "
+        "in COMM_WORLD met it and raised; this call is given up with them)"
+    )
+    _report(world, CALL, note, late)
     return err
 
 
+def _report(world, code: str, mine, late: Exception) -> list | None:
+    """Join a ``COMM_WORLD`` header with ``code`` and, once every rank is in it, calls_apart's
+    allgather with ``mine``: its calls returned. Nobody there within WAIT_S: None, the header kept
+    in ``_pending`` with ``mine`` and ``late`` (the error :func:`settle` returns once it completes)."""
+    MPI = mpi()
+    buf = np.zeros(2 * HEADER)  # (the header's layout: (value, -value) pairs, the code first)
+    buf[0], buf[1] = _code(code), -_code(code)
+    req = world.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+    deadline, polls = time.monotonic() + WAIT_S, 0
+    while not req.Test():
+        if time.monotonic() > deadline:  # (nobody in COMM_WORLD's header: see the module doc)
+            _pending.append((req, buf, mine, late))  # (kept: completed by settle before the next header)
+            return None
+        polls = _pause(polls)
+    return _told(world, mine)
+
+
 def settle(comm) -> Exception | None:
-    """Before a header in ``comm``: where it is ``COMM_WORLD`` and a refusal's header of this rank is
-    still pending there, that header completed first -- waiting without a deadline, as the ranks
-    that come later meet it in their own header -- and the late ranks told (see the module doc).
-    Returns the error the caller's call raises then (its refusal, reported late), else None."""
+    """Before a header in ``comm``: where it is ``COMM_WORLD`` and a header this rank gave up there
+    (its refusal's, or one it joined for a note) is still pending, that header completed first --
+    waiting without a deadline, as the ranks that come later meet it in their own header -- and
+    the late ranks told (see the module doc). Returns the error the caller's call raises then
+    (the refusal, reported late), else None."""
     if not _pending:
         return None
     MPI = mpi()
     if comm != MPI.COMM_WORLD or MPI.Is_finalized():
         return None
-    req, _, err = _pending.pop()
+    req, _, mine, late = _pending.pop()
     req.Wait()
-    _told(comm, err)
-    return type(err)(
-        f"{err} (this rank's refusal, reported after no_comm.WAIT_S seconds: the other ranks' next exchange "
-        "in COMM_WORLD met it and raised; this call is given up with them)"
-    )
+    _told(comm, mine)
+    return late
 
 
-def _told(world, err: Exception) -> None:
-    """The refusal's header completed: the others saw another call's code in it (or every rank
-    refused alike): calls_apart's allgather, with this refusal (the notes of other refusing ranks
-    taken from the queue; this rank's own sent ones completed, as every rank took them)."""
-    drain(world.allgather(refusal(err)), world)
+def _told(world, mine) -> list:
+    """A header this rank joined in ``COMM_WORLD`` completed: the others saw another call's code in
+    it (or every rank refused alike): calls_apart's allgather, with ``mine`` (the notes of the
+    refusing ranks taken; this rank's own sent ones completed, as every rank took them)."""
+    calls = world.allgather(mine)
+    drain(calls, world)
     while _sent:
         _sent.pop().Wait()
+    return calls
 
 
 def drain(calls: list, comm) -> None:
     """After ``calls_apart``'s allgather in ``COMM_WORLD`` (``comm``): the note of each rank that
-    refused (a tuple among ``calls``) taken from this rank's queue, where it would be read as a
-    new refusal by this rank's next header in another communicator."""
+    refused (a tuple among ``calls``) taken -- from ``_read`` where this rank had received it,
+    else from the queue -- where it would be read as a new refusal by this rank's next header in
+    another communicator."""
     MPI = mpi()
     if comm != MPI.COMM_WORLD:
         return
     me = comm.Get_rank()
     for r, c in enumerate(calls):
-        if isinstance(c, tuple) and r != me:
+        if isinstance(c, tuple) and r != me and _read.pop(r, None) is None:
             comm.recv(source=r, tag=NOTE_TAG)
 
 
-def wait_header(req, comm) -> None:
-    """Wait for header request ``req`` in ``comm`` (not ``COMM_WORLD``), reading the refusing ranks'
-    notes meanwhile: a note from a member of ``comm`` (who will never join its header) makes this
-    rank join that rank's ``COMM_WORLD`` header and allgather, and raise its error (saying which
-    rank). ``req`` is left pending then (a collective request cannot be cancelled: ``comm`` is
-    unusable after, as it is for the refusing rank)."""
+def wait_header(req, buf, comm) -> None:
+    """Wait for header request ``req`` (into ``buf``) in ``comm`` (not ``COMM_WORLD``), looking for
+    the refusing ranks' notes meanwhile: a note from a member of ``comm`` (who will never join its
+    header) makes this rank join that rank's ``COMM_WORLD`` header and allgather, and raise its
+    error (saying which rank). ``req`` and ``buf`` are kept then (``_left``: a collective request
+    cannot be cancelled; ``comm`` is unusable after, as it is for the refusing rank)."""
     MPI = mpi()
-    world, status = MPI.COMM_WORLD, MPI.Status()
-    members: dict = {}
+    world, members, polls = MPI.COMM_WORLD, None, 0
     while not req.Test():
-        if not world.Iprobe(source=MPI.ANY_SOURCE, tag=NOTE_TAG, status=status):
-            continue
-        src = status.Get_source()
-        if src not in members:  # (its rank in comm, or MPI.UNDEFINED: a rank comm does not hold)
-            members[src] = MPI.Group.Translate_ranks(world.Get_group(), [src], comm.Get_group())[0]
-        if members[src] == MPI.UNDEFINED:
-            time.sleep(1e-4)  # (a note for another communicator's waiters: left in the queue)
-            continue
-        buf = np.zeros(2 * HEADER)
-        buf[0], buf[1] = _code(_JOINED), -_code(_JOINED)
-        world.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX).Wait()
-        calls = world.allgather(_JOINED)
-        drain(calls, world)  # (the note found above among them)
-        raise calls_apart(calls)
+        polls = _pause(polls)
+        if not (_read or world.Iprobe(source=MPI.ANY_SOURCE, tag=NOTE_TAG)):
+            continue  # (no note at all: the usual wait, one probe a poll)
+        if members is None:  # (each member probed by its own source: a note from a rank outside
+            members = _world_ranks(comm)  # comm, first in the queue, hides none behind it)
+        src = next((r for r in members if r in _read or world.Iprobe(source=r, tag=NOTE_TAG)), None)
+        if src is not None:
+            _left.append((req, buf))
+            raise _join(world, src)
+
+
+def _join(world, src: int) -> Exception:
+    """The error of refusing rank ``src`` (a member of the communicator this rank waited in), once
+    told the others: joined in ``COMM_WORLD``'s header and allgather; or, nobody in that header
+    within WAIT_S (a rank working in a communicator without ``src``), read from its note, the
+    header kept for :func:`settle`."""
+    earlier = settle(world)  # (a header given up before first: COMM_WORLD's collectives match in order)
+    if earlier is not None:  # (this call raises with the ranks told there; src's note taken, if theirs)
+        return earlier
+    ranks = [_JOINED] * world.Get_size()
+    if src not in _read:
+        _read[src] = world.recv(source=src, tag=NOTE_TAG)
+    ranks[src] = _read[src]
+    err = calls_apart(ranks)
+    late = type(err)(
+        f"{err} (reported after no_comm.WAIT_S seconds: the other ranks' next exchange in COMM_WORLD "
+        "met it and raised; this call is given up with them)"
+    )
+    calls = _report(world, _JOINED, _JOINED, late)
+    if calls is not None:
+        return calls_apart(calls)  # (the lowest refusing rank's, as on every rank)
+    return type(err)(f"{err} (not every rank came to COMM_WORLD within no_comm.WAIT_S seconds: told later)")
+
+
+def _world_ranks(comm) -> list:
+    """The ``COMM_WORLD`` ranks of ``comm``'s members other than this rank."""
+    MPI = mpi()
+    mine, world = comm.Get_group(), MPI.COMM_WORLD.Get_group()
+    try:
+        ranks = MPI.Group.Translate_ranks(mine, list(range(mine.Get_size())), world)
+    finally:
+        mine.Free()
+        world.Free()
+    return [r for r in ranks if r != MPI.COMM_WORLD.Get_rank()]
+
+
+def _pause(polls: int) -> int:
+    """One more poll: after ``_SPIN`` polls, a sleep growing to 1 ms (the GIL and the core given
+    back to the other threads of a rank waiting long; a header the others are in costs none)."""
+    if polls >= _SPIN:
+        time.sleep(min(1e-3, 1e-5 * (polls - _SPIN + 1)))
+    return polls + 1
 
 
 def refusal(err: Exception) -> tuple:

@@ -129,7 +129,7 @@ class Transport:
         else:  # (a refusing rank of this communicator reports in the world: its note read meanwhile)
             from . import no_comm
 
-            no_comm.wait_header(req, self.mpi)
+            no_comm.wait_header(req, buf, self.mpi)
 
     def _mpi_extreme(self, x, op: str) -> None:
         """MPI's MAX / MIN of floats, a NaN propagated as NumPy's ``maximum`` / ``minimum`` do.
