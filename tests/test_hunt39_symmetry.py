@@ -76,9 +76,10 @@ def test_symmetric_sums_and_powers_still_taken(make, dense):
 def test_the_wrong_eigenvalues_the_sum_gave():
     """What was returned before: no eigenvalue of H G + 0.1 I (whose eigenvalues are real: H G is
     similar to the SPD H^1/2 G H^1/2). Wrapped by as_operator (the caller's word that it is symmetric)
-    Lanczos ran on it; its own products now show it is not (51st hunt: ``_products.check_coupling``)."""
+    Lanczos ran on it; its own products now show it is not (51st hunt: ``_products.CouplingCheck``)."""
     wrapped = as_operator(H @ G + 0.1 * I)
-    with pytest.raises(ValueError, match="^op: the operator is not symmetric"):
+    # (gaps ~0.07 of ||A||: warned, not refused, since h297)
+    with pytest.warns(RuntimeWarning, match="^op: the operator's products are not symmetric"):
         top_eigenvalues(wrapped, 1)
 
 

@@ -44,8 +44,9 @@ def test_a_product_holding_a_sum_that_is_not_symmetric_is_refused(make, dense):
 
 def test_what_was_returned_before_is_no_eigenvalue():
     """Lanczos on ``(H G + H) G`` (wrapped by as_operator: the caller's word, as before the check) returned
-    no eigenvalue of it; its own products now show it is not symmetric (51st hunt: ``check_coupling``)."""
-    with pytest.raises(ValueError, match="^op: the operator is not symmetric"):
+    no eigenvalue of it; its own products now show it is not symmetric (51st hunt: ``CouplingCheck``)."""
+    # (gaps ~0.08 of ||A||: warned, not refused, since h297)
+    with pytest.warns(RuntimeWarning, match="^op: the operator's products are not symmetric"):
         top_eigenvalues(as_operator((H @ G + H) @ G), 1)
 
 

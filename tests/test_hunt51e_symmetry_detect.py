@@ -3,8 +3,9 @@
 ``from_hvp`` takes the user's word that ``fn`` is symmetric; Lanczos, SLQ and block Lanczos returned
 eigenvalues of no operator for one that is not ("converged"). Each Lanczos step already has both
 ``q_{j-1}^T A q_j`` (a reorthogonalization coefficient) and ``q_j^T A q_{j-1}`` (the norm ``beta``
-that made ``q_j``): ``_products.check_coupling`` compares them (ValueError naming ``op`` past
-``eps^(1/3)`` of ``||A||``). Symmetric products stay accepted, also ones computed in float32 for a
+that made ``q_j``): ``_products.CouplingCheck`` compares them (ValueError naming ``op`` past
+``0.25`` of ``||A||`` at two steps; a RuntimeWarning past the dtype's
+rounding). Symmetric products stay accepted, also ones computed in float32 for a
 float64 operator and central differences of gradients (``from_grad``)."""
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ def test_library_operators_not_checked():
 
 
 @pytest.mark.parametrize("name", list(_estimators(None)))
-def test_slightly_not_symmetric_refused(name):
-    # ||A - A^T|| / ||A|| ~ 1e-2: eigenvalues off by ~that, reported converged to 1e-10 before
+def test_slightly_not_symmetric_warned(name):
+    # ||A - A^T|| / ||A|| ~ 1e-2: eigenvalues off by ~that, reported converged to 1e-10 before; gaps of
+    # 1e-3 .. 7e-3 of ||A||, float32 rounding's level: warned, not refused (h297)
     S, M = _matrices(1)
     A = S + 1e-2 * np.linalg.norm(S, 2) * (M - M.T) / np.linalg.norm(M - M.T, 2)
     op = hessian.from_hvp(lambda v: A @ v, N)
-    with pytest.raises(ValueError, match=r"^op: the operator is not symmetric"):
+    with pytest.warns(RuntimeWarning, match="^op: the operator's products are not symmetric"):
         _estimators(op)[name]()
 
 

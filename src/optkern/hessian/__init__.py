@@ -15,11 +15,12 @@ operator (an array of shape ``(n,)``, float32 or float64, finite): every
 estimator raises the same TypeError / ValueError naming it. NaN or Inf products
 of the library's own operators (``from_mlp`` at NaN params, a dense matrix)
 raise ValueError naming ``op`` in every estimator (``A`` in ``cg``). An operator that is not symmetric
-(a user's ``hvp`` with a bug: ``J v`` for ``J^T J v``) is refused by the Krylov estimators (``lanczos``,
-``top_eigenvalues``, ``spectral_density``: ValueError naming ``op``) from the products they already
-have (``_products.check_coupling``: past ``eps^(1/3)`` of ``||A||`` for float64, 0.1 for float32, whose
-products' rounding reaches a few %); the library's own operators (``from_mlp``, matrices) are not
-checked; ``power_iteration``, ``cg`` and ``trace`` do not check.
+(a user's ``hvp`` with a bug: ``J v`` for ``J^T J v``) is noticed by the Krylov estimators (``lanczos``,
+``top_eigenvalues``, ``spectral_density``) from the products they already have (``_products.CouplingCheck``):
+ValueError naming ``op`` past 0.25 of ``||A||`` at two steps (no float32 or finite-difference rounding
+reaches it), a RuntimeWarning naming ``op`` past the declared dtype's rounding (float64 ``eps^(1/3)``: float32
+products of a float64 operator are warned; float32 1e-3); the library's own operators (``from_mlp``,
+matrices) are not checked; ``power_iteration``, ``cg`` and ``trace`` do not check.
 """
 
 from .cg import CGResult, cg

@@ -72,7 +72,7 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         self._quad_then: Callable | None = None
         self._check = check
         # Products the library computes itself (check=None: from_mlp, a matrix require_symmetric read) are
-        # symmetric by construction; the Krylov estimators check the others' (_products.check_coupling)
+        # symmetric by construction; the Krylov estimators check the others' (_products.CouplingCheck)
         self.trusted_symmetric = check is None
         self._avoid = avoid
         self.xp = xp

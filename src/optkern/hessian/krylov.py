@@ -41,7 +41,7 @@ import numpy as np
 from .. import _backend, _fixed_sums, _malloc
 from . import _combine, _orthonormal
 from ._probes import start_vector
-from ._products import check_coupling, check_estimate
+from ._products import CouplingCheck, check_estimate
 from ._restart import restart_count as restart_count  # (their home before: lanczos and tests import them here)
 from ._restart import restart_keep as restart_keep
 from ._restart import select as select
@@ -94,6 +94,7 @@ class BlockKrylov:
         # The coupling R of the block just multiplied to the pending one, which the pending block's
         # products see transposed if A is symmetric; None where rows moved since (a restart, a narrowed block)
         self._coupling: np.ndarray | None = None
+        self._symmetry = CouplingCheck(op)
 
     # ---- orthogonalization ------------------------------------------------
 
@@ -207,14 +208,14 @@ class BlockKrylov:
             R = self._orthonormalize_block(hi, b, ref)
         if self._coupling is not None and m >= b:
             # Q_prev^T A Q_block against Q_block^T A Q_prev = the previous step's R: equal for a symmetric A
-            check_coupling(self.op, self.H[m - b : m, m:hi], self._coupling.T, self.scale)
+            self._symmetry(self.H[m - b : m, m:hi], self._coupling.T, self.scale)
         self.scale = max(self.scale, float(np.abs(R).max()))
         # A direction broke down (a random one replaced it: R[i, i] = 0), or did to within tolerance (a
         # Krylov space holding 5, 2 and 1 of a spectrum 5, 5, 5, 2, 1, ... ends on a beta of rounding
         # size, above the breakdown test, and every Ritz pair has converged): the next block starts a
         # new sequence there (random rows, or the residual's rounding noise, orthogonal to the basis)
         self.R = R
-        self._coupling = R  # (compared with the next step's products: check_coupling)
+        self._coupling = R  # (compared with the next step's products: CouplingCheck)
         self.m = hi
         lost = np.abs(np.diag(R)) <= self.invariant_tol * self.scale
         if lost.any():

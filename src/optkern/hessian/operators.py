@@ -38,9 +38,10 @@ def from_hvp(
 ) -> CurvatureOperator:
     """Operator from a user's Hessian-vector product ``fn(v) -> H v``.
 
-    ``fn`` must be linear and symmetric in ``v`` (the Krylov estimators refuse products that are
-    not, ValueError naming ``op``: ``optkern.hessian``'s docstring); ``xp`` is the array module of
-    its vectors. ``matmat(V)``, when given, is used for blocks of vectors;
+    ``fn`` must be linear and symmetric in ``v`` (the Krylov estimators check: ValueError naming ``op``
+    for gross asymmetry, a RuntimeWarning past ``dtype``'s rounding -- products computed in float32 want
+    ``dtype=float32``: ``optkern.hessian``'s docstring); ``xp`` is the array module of its vectors.
+    ``matmat(V)``, when given, is used for blocks of vectors;
     ``into(v, out)``, when given, writes ``H v`` into ``out`` (products into a
     reused buffer, see ``CurvatureOperator``).
 

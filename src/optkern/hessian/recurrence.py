@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import _backend, _malloc
 from ._probes import rademacher
-from ._products import check_coupling, check_estimate
+from ._products import CouplingCheck, check_estimate
 from ._vectors import in_range
 from .operators import unit_vector
 
@@ -109,6 +109,7 @@ class LanczosRecurrence:
         self._ab = np.zeros(2 * (self.m + 1) + 2)
         self._work = np.empty(self.m + 1)
         self._scale = 0.0  # max(|alpha_k|, beta_k) so far
+        self._symmetry = CouplingCheck(op)
         self.force = False
 
     @property
@@ -216,7 +217,7 @@ class LanczosRecurrence:
         check_estimate(b)  # NaN / Inf products: ValueError naming op, as every estimator raises
         if j > 0:  # q_{j-1}^T A q_j against q_j^T A q_{j-1} = beta_{j-1}: equal for a symmetric A
             self._scale = max(self._scale, abs(a), b)
-            check_coupling(self.op, c[cur ^ 1], self.beta[-1], self._scale)
+            self._symmetry(c[cur ^ 1], self.beta[-1], self._scale)
         lost = False
         if b > 0 and self.mode != "none" and j + 1 < self.m:
             due = self.mode == "full" or self.force

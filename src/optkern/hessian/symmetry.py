@@ -16,7 +16,7 @@ not symmetric; ``(H + G) @ (H + G)``: symmetric), where that stays under ``_MAX_
 Operators this cannot see into (a user's ``LinearOperator``) stay taken as symmetric, as before, and
 so does a product wrapped by ``as_operator`` (a curvature operator, symmetric by contract): the
 caller's word that its factors commute. The Krylov estimators then check that word on the products
-they make anyway (``_products.check_coupling``)."""
+they make anyway (``_products.CouplingCheck``)."""
 
 from __future__ import annotations
 
