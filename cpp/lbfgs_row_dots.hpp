@@ -21,13 +21,24 @@ namespace rs = rules;
 // ISA, R or the row's neighbours. Each sum is held as H vectors of 64 / H bytes (GCC vector extension):
 // H = 1 is one zmm (GCC lowers a 64-byte vector through the stack without AVX-512: 2.6x slower),
 // H = 2 two ymm, vector h holding lanes h L .. h L + L - 1. The push is bound by loading the cached
-// pair and g from L2 (3 x 128 KiB), not by memory: R rows a pass load them once for R rows.
+// pair and g from L2 (3 x 128 KiB), not by memory: R rows a pass load them once for R rows, and a
+// zmm load takes one issue slot for 64 bytes (32-byte lanes, 16M floats, k = 10: R = 2 81%, R = 3
+// 81-83%, R = 4 84-85%, R = 8 57-59% of the read probe: its 40 accumulators spilled). Against the read
+// probe over the push's own line-aligned arrays (CPU-time ratios, 2 threads, loaded VM, 2026-12-07),
+// 32-byte lanes R = 4 -> these: 4M floats k = 10 75 / 70 -> 87 / 82%, k = 30 86 / 89 -> 98 / 101%;
+// 16M k = 10 65 -> 76-77%. (Rows must start on 64-byte lines: optkern/_aligned.py; split loads ate
+// the gain before.)
 template <class T, int R, int H>
 OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_RESTRICT yc, const T* OK_RESTRICT gg,
                              const T* const* srow, const T* const* yrow, T (*v)[rs::kPushPerRow]) {
   typedef T V __attribute__((vector_size(64 / H)));  // held in registers
   constexpr int64_t W = 64 / int64_t(sizeof(T)), L = W / H;
   constexpr int Q = rs::kPushPerRow;
+  // No software prefetch: 1 KiB ahead in each of the 2 R row streams read 64-70% -> 74-79% of the
+  // read probe when this VM's memory read 77 GB/s, but 86-90% -> 83% when it read 48 (k = 11 / 100,
+  // 2 threads, idle, 32-byte lanes), and without it 76-82 / 63 / 78% against 68-71 / 53 / 67% at
+  // k = 100 / 10 / 30: the hardware prefetcher keeps up with 32768-column runs, and the per-line
+  // branch costs issue slots.
   // (loads into a reference: a function returning an AVX vector would change the baseline clone's ABI)
   const auto ld = [](V& x, const T* p) { std::memcpy(&x, p, sizeof(V)); };
   V acc[R * Q][H] = {};
