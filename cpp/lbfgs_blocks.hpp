@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "lane_sums.hpp"
+#include "lbfgs_row_dots.hpp"
 #include "optkern/common.hpp"
 #include "optkern/rules/second_order.hpp"
 #include "py_arrays.hpp"
@@ -28,63 +29,6 @@ namespace rs = rules;
 // 100: 4096 columns 75 / 88 / 89-93%, 16384 84 / 100 / 101%, 32768 91 / 102 / 99-102%.
 constexpr int64_t kSub = 32768;
 
-// The five inner products of R history rows (srow[r], yrow[r]) with the new pair and g over one
-// sub-block, in one pass: 5 R accumulators of W lanes (GCC vector extension: one AVX2 vector each),
-// lane l taking elements l, l + W, ... (folded in a fixed tree, the tail added in order), so the
-// association of a sum depends on len only -- not on the thread count or the row's neighbours.
-// The push is bound by loading the cached pair and g from L2 (3 x 128 KiB), not by memory: R rows
-// per pass load them once for R rows. Against the read probe in the same process (16M floats,
-// 2 threads, k = 10 / 11 / 100): R = 2 81 / 81 / 85%, R = 3 81-83 / 85 / 88%, R = 4 84-85 / 87-90 /
-// 94%, R = 8 57-59% (its 40 accumulators spill); one row at a time with 2-3 cached terms ~58%.
-template <class T, int R>
-OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_RESTRICT yc, const T* OK_RESTRICT gg,
-                             const T* const* srow, const T* const* yrow, T (*v)[rs::kPushPerRow]) {
-  typedef T V __attribute__((vector_size(32)));  // W lanes, held in registers (GCC vector extension)
-  constexpr int64_t W = 32 / int64_t(sizeof(T));
-  constexpr int Q = rs::kPushPerRow;
-  // No software prefetch: 1 KiB ahead in each of the 2 R row streams read 64-70% -> 74-79% of the
-  // read probe when this VM's memory read 77 GB/s, but 86-90% -> 83% when it read 48 (k = 11 / 100,
-  // 2 threads, idle), and without it 76-82 / 63 / 78% against 68-71 / 53 / 67% at k = 100 / 10 / 30
-  // (measured as kSub's direction; the bench's read probe was at 47 GB/s that week): the hardware
-  // prefetcher keeps up with 32768-column runs, and the per-line branch costs issue slots.
-  // (loads into a reference: a function returning an AVX vector would change the baseline clone's ABI)
-  const auto ld = [](V& x, const T* p) { std::memcpy(&x, p, sizeof(V)); };
-  V acc[R * Q] = {};
-  int64_t i = 0;
-  for (; i + W <= len; i += W) {
-    V s, y, g;
-    ld(s, sc + i);
-    ld(y, yc + i);
-    ld(g, gg + i);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      V sj, yj;
-      ld(sj, srow[r] + i);
-      ld(yj, yrow[r] + i);
-      acc[r * Q + rs::kSnewYj] += s * yj;
-      acc[r * Q + rs::kYnewSj] += y * sj;
-      acc[r * Q + rs::kYnewYj] += y * yj;
-      acc[r * Q + rs::kGSj] += g * sj;
-      acc[r * Q + rs::kGYj] += g * yj;
-    }
-  }
-  T lanes[R * Q][W];
-  std::memcpy(lanes, acc, sizeof(acc));
-  for (auto& a : lanes)
-    for (int64_t w = W / 2; w > 0; w /= 2)
-      for (int64_t l = 0; l < w; ++l) a[l] += a[l + w];
-  for (; i < len; ++i)
-    for (int r = 0; r < R; ++r) {
-      lanes[r * Q + rs::kSnewYj][0] += sc[i] * yrow[r][i];
-      lanes[r * Q + rs::kYnewSj][0] += yc[i] * srow[r][i];
-      lanes[r * Q + rs::kYnewYj][0] += yc[i] * yrow[r][i];
-      lanes[r * Q + rs::kGSj][0] += gg[i] * srow[r][i];
-      lanes[r * Q + rs::kGYj][0] += gg[i] * yrow[r][i];
-    }
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < Q; ++q) v[r][q] = lanes[r * Q + q][0];
-}
-
 // One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
 // row with the cache-resident new pair and gradient, added to acc. The pair is formed in this
 // thread's `scratch` (2 len values, in L2), which the row dots read, and then written to
@@ -105,22 +49,7 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
     sc[i] = t * dd[i];
     pg[i] = gg[i];
   }
-  constexpr int R = 4;  // rows per pass: the cached pair and g loaded once for four rows
-  for (int64_t j = 0; j < k; j += R) {
-    // Sums in T within the sub-block (float32: twice the lanes, no conversions), then float64. Past
-    // the last row, the pass repeats the last row (its extra sums are dropped).
-    const T* srow[R];
-    const T* yrow[R];
-    for (int r = 0; r < R; ++r) {
-      const size_t jr = size_t(j + r < k ? j + r : k - 1);
-      srow[r] = S.ptr<T>(jr) + lo;
-      yrow[r] = Y.ptr<T>(jr) + lo;
-    }
-    T v[R][rs::kPushPerRow];
-    row_dots<T, R>(len, sc, yc, gg, srow, yrow, v);
-    for (int r = 0; r < R && j + r < k; ++r)
-      for (int q = 0; q < rs::kPushPerRow; ++q) acc[(j + r) * rs::kPushPerRow + q] += double(v[r][q]);
-  }
+  push_rows<T>(S, Y, k, lo, len, sc, yc, gg, acc);
   T v[rs::kPushSelf];
   lane_sums<rs::kPushSelf, T>(len, [&](int64_t i, T* w) {
     w[rs::kYS] = yc[i] * sc[i];

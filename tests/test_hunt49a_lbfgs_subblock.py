@@ -61,9 +61,10 @@ def test_direction_sums_g_dot_d_per_32768_column_sub_block(n, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_both_passes_are_bitwise_the_same_on_1_2_and_3_threads(dtype):
-    """Sub-blocks (32768) and chunks (65536) cut inside the same rows, an odd history (the last row
-    pair's pass and the push's last four-row pass repeat a row), a tail shorter than a sub-block:
-    each thread's scratch holds its own sub-block, whichever thread takes which chunk."""
+    """Sub-blocks (32768) and chunks (65536) cut inside the same rows, an odd history (the
+    direction's last pass takes one row pair, the push's last pass fewer rows than the others), a
+    tail shorter than a sub-block: each thread's scratch holds its own sub-block, whichever thread
+    takes which chunk."""
     n, k = 3 * CHUNK + SUB + 1001, 7
     S, Y, g, cs, cy = _history(n, k, dtype, 5)
     pg0, d0 = (np.random.default_rng(6).standard_normal(n).astype(dtype) for _ in range(2))

@@ -1,10 +1,11 @@
 """The L-BFGS push's inner products in their documented order (cpp/lbfgs_blocks.hpp, row_dots): each
-returned sum is rebuilt here in NumPy in the kernel's order, bit for bit -- 32-byte lanes (8 float32 /
-4 float64) per row product, lane_sum's 128-byte lanes for the new pair's own products, sums in the
+returned sum is rebuilt here in NumPy in the kernel's order, bit for bit -- 64-byte lanes (16 float32 /
+8 float64) per row product, lane_sum's 128-byte lanes for the new pair's own products, sums in the
 array type within each 32768-column sub-block, float64 across sub-blocks and column chunks. The
 other tests pin only that the thread count changes no bit; here any change of lanes, tree, tail,
-or of a row's sums by its neighbours in a four-row pass (k mod 4 = 1, 2, 3 repeat the last row)
-fails. (Issue 17: an experiment with 64-byte lanes changed these bits; this pins what is merged.)"""
+or of a row's sums by its neighbours in a pass (five rows a pass under AVX-512, three in the ymm
+form, the last k mod R rows in a shorter one) fails. (Issue 17: 32-byte lanes until the 51st session's
+h295; the old order fails here.)"""
 
 import numpy as np
 import pytest
@@ -30,13 +31,13 @@ def _lanes(x, w):
 
 def _push_model(S, Y, g, pg, d, t):
     """out of lbfgs_push_: per row j the 5 products (s_new.y_j, y_new.s_j, y_new.y_j, g.s_j, g.y_j) in
-    32-byte lanes, then (y.s, y.y, g.s, g.y) in lane_sum's 128-byte lanes; each per sub-block in the
+    64-byte lanes, then (y.s, y.y, g.s, g.y) in lane_sum's 128-byte lanes; each per sub-block in the
     array type, added in float64 within its column chunk (from 0.0), the chunks in order."""
     dt = g.dtype
     sn, yn = (dt.type(t) * d).astype(dt), (g - pg).astype(dt)
     pairs = []
     for j in range(len(S)):
-        pairs += [(sn, Y[j], 32), (yn, S[j], 32), (yn, Y[j], 32), (g, S[j], 32), (g, Y[j], 32)]
+        pairs += [(sn, Y[j], 64), (yn, S[j], 64), (yn, Y[j], 64), (g, S[j], 64), (g, Y[j], 64)]
     pairs += [(yn, sn, 128), (yn, yn, 128), (g, sn, 128), (g, yn, 128)]
     out = np.zeros(len(pairs))
     for c in range(0, len(g), CHUNK):
@@ -55,7 +56,7 @@ def _push_model(S, Y, g, pg, d, t):
     [(1, 1), (7, 2), (15, 3), (16, 4), (17, 5), (1023, 6), (SUB + 5, 7), (CHUNK + SUB + 17, 9), (3 * CHUNK + 1, 11)],
 )
 def test_push_sums_are_the_documented_order_bit_for_bit(n, k, dtype):
-    """k = 1..11: every remainder of four-row passes; n: lanes partly filled, a tail, sub-blocks and
+    """k = 1..11: every remainder of five- and three-row passes; n: lanes partly filled, a tail, sub-blocks and
     chunks cut inside the rows."""
     rng = np.random.default_rng(n * 31 + k)
     S = [rng.standard_normal(n).astype(dtype) for _ in range(k)]
