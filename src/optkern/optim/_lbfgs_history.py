@@ -11,6 +11,35 @@ import numpy as np
 
 from .. import _backend
 
+#: the least curvature ``s . y`` of a pair the step keeps (torch's rule ``ys > 1e-10``): the push and
+#: a loaded history (``_lbfgs_state``) both ask :func:`keeps_pair`
+MIN_CURVATURE = 1e-10
+
+
+def keeps_pair(ys: float) -> bool:
+    """Whether the step keeps a pair of curvature ``ys = s . y`` (False for NaN)."""
+    return bool(ys > MIN_CURVATURE)
+
+
+def push_dots(dots: np.ndarray, k: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """``lbfgs_push_``'s output over ``k`` history rows, decoded: ``(rows, (ys, yy, gs, gy))``.
+    ``rows[j]`` holds, for history row ``j``: ``s_new . y_j``, ``s_j . y_new``, ``y_new . y_j``,
+    ``g . s_j``, ``g . y_j`` (``rules::PushDot``); then the new pair's own ``s.y``, ``y.y``, ``g.s``,
+    ``g.y`` (``rules::PushSelf``). The one place that reads the layout."""
+    rows = dots[: 5 * k].reshape(k, 5)
+    ys, yy, gs, gy = (float(v) for v in dots[5 * k : 5 * k + 4])
+    return rows, (ys, yy, gs, gy)
+
+
+def place_pair(sy: np.ndarray, yy: np.ndarray, k: int, rows: np.ndarray, ys: float, yy_new: float) -> None:
+    """Writes the products of a new pair ``k`` with the pairs ``0 .. k-1`` (``rows``: :func:`push_dots`'
+    rows of those pairs) and with itself into the Gram matrices ``sy`` (``s_i . y_j``), ``yy``."""
+    sy[k, :k] = rows[:, 0]  # s_new . y_j
+    sy[:k, k] = rows[:, 1]  # s_j . y_new
+    sy[k, k] = ys
+    yy[k, :k] = yy[:k, k] = rows[:, 2]
+    yy[k, k] = yy_new
+
 
 class LBFGSHistory:
     """LBFGS's pairs and Gram matrices (``_S``, ``_Y``, ``_ro``, ``_sy``, ``_yy``) and the direction
@@ -29,7 +58,7 @@ class LBFGSHistory:
         _host: Any
 
     def _push(self, g, history_size):
-        """Adds the pair (g - prev_g, t d) when its curvature s.y > 1e-10 (torch's rule); returns (sg, yg)."""
+        """Adds the pair (g - prev_g, t d) when :func:`keeps_pair` (s.y > 1e-10, torch's rule); returns (sg, yg)."""
         k = len(self._S)
         if self._spare is None:
             self._spare = (self._vec(), self._vec())
@@ -43,10 +72,9 @@ class LBFGSHistory:
                 f"{np.dtype(self._dtype).name} (torch's step would make the params NaN); the pair is not "
                 "kept, the params are the last point evaluated: a smaller lr can go on from there"
             )
-        rows = dots[: 5 * k].reshape(k, 5)
-        ys, yy, gs, gy = (float(v) for v in dots[5 * k :])
+        rows, (ys, yy, gs, gy) = push_dots(dots, k)
         sg, yg = rows[:, 3].copy(), rows[:, 4].copy()
-        if not ys > 1e-10:
+        if not keeps_pair(ys):
             return sg, yg
         keep = slice(0, k)
         if k == history_size:  # drop the oldest pair; its buffers hold the next one
@@ -60,12 +88,7 @@ class LBFGSHistory:
         else:
             self._spare = None
             self._grow(k + 1, history_size)
-        sy, yyg = self._sy, self._yy
-        sy[k, :k] = rows[keep, 0]  # s_new . y_j
-        sy[:k, k] = rows[keep, 1]  # s_j . y_new
-        sy[k, k] = ys
-        yyg[k, :k] = yyg[:k, k] = rows[keep, 2]
-        yyg[k, k] = yy
+        place_pair(self._sy, self._yy, k, rows[keep], ys, yy)
         self._S.append(s_new)
         self._Y.append(y_new)
         self._ro.append(1.0 / ys)
@@ -77,10 +100,8 @@ class LBFGSHistory:
         entry the bits the step's own push gave it: pair ``j`` pushed again after pairs ``0 .. j-1``
         (``lbfgs_push_`` with ``d = s_j``, ``t = 1``, ``g = y_j``, ``prev_g = 0``, so that its new pair
         is ``(s_j, y_j)`` exactly), which the kernel sums in the order it did when the step added it.
-        A loaded history's inner products: never taken from the checkpoint, whose ``gram_sy`` /
-        ``gram_yy`` (and ``ro``, ``H_diag``: derived from them) a stale or tampered file may hold
-        other values of, which then steered every later direction. ``k`` passes over up to ``k``
-        rows: at load only."""
+        For a checkpoint without them (torch's): ``k`` passes over up to ``k`` rows, ``k^2 n`` reads;
+        optkern's own are checked in ``O(k n)`` instead (:mod:`._lbfgs_gram`)."""
         k = len(S)
         sy, yy = np.zeros((k, k)), np.zeros((k, k))
         if not k:
@@ -90,11 +111,8 @@ class LBFGSHistory:
         for j in range(k):
             zero[...] = 0  # (the push writes prev_g = g)
             self._mod.lbfgs_push_(S[:j], Y[:j], s_new, y_new, Y[j], zero, S[j], 1.0, out)
-            dots = self._host(out)[: 5 * j + 2]
-            rows = dots[: 5 * j].reshape(j, 5)
-            sy[j, :j], sy[:j, j], yy[j, :j] = rows[:, 0], rows[:, 1], rows[:, 2]
-            yy[:j, j] = rows[:, 2]
-            sy[j, j], yy[j, j] = dots[5 * j], dots[5 * j + 1]
+            rows, (ys, yy_j, _, _) = push_dots(self._host(out), j)
+            place_pair(sy, yy, j, rows, ys, yy_j)
         return sy, yy
 
     def _grow(self, rows: int, history_size: int):

@@ -2,10 +2,10 @@
 
 torch keeps L-BFGS's global state under the first parameter; so does this. ``old_dirs`` are the
 ``y`` vectors and ``old_stps`` the ``s`` vectors (torch's names), oldest first. optkern adds
-``gram_sy`` / ``gram_yy`` (the inner products it maintains). Loading takes the inner products, and
-``ro`` and ``H_diag`` derived from them, from the vectors (``LBFGS._gram_of``: the bits the step's
-own kernel gave them), for torch's checkpoints and optkern's alike; the saved ones are checked for
-their layout, never read.
+``gram_sy`` / ``gram_yy`` (the inner products it maintains). Loading keeps optkern's saved inner
+products once checked against the vectors in O(k n) (:mod:`._lbfgs_gram`), and rebuilds them by the
+step's own push for torch's checkpoints, which hold none (``LBFGS._gram_of``, k^2 n); ``ro`` and
+``H_diag`` are derived from them, never read.
 
 :func:`distinct`, :func:`same_params`, :func:`one_group` and :func:`vector` are the checks the single-group
 second-order optimizers (LBFGS, NewtonCG) share: params that share no memory, and the first-order
@@ -23,7 +23,8 @@ import numpy as np
 
 from .. import _aligned, _backend
 from .._array_checks import byte_span
-from . import _given
+from . import _given, _lbfgs_gram
+from ._lbfgs_history import MIN_CURVATURE, keeps_pair
 from ._state_checks import _entries_by_index, check_array, check_groups, check_scalar, saved_values
 
 #: the keys of LBFGS's state entry: torch's, and optkern's inner products
@@ -305,22 +306,16 @@ def _history(opt, st: dict, where: str) -> dict:
     if ("gram_sy" in st) != ("gram_yy" in st):
         have, lack = ("gram_sy", "gram_yy") if "gram_sy" in st else ("gram_yy", "gram_sy")
         raise ValueError(f"{where}: has {have!r} without {lack!r}")
-    for key in ("gram_sy", "gram_yy") if "gram_sy" in st else ():  # (checked as saved; not read: below)
-        check_array(st[key], _shaped((k, k), np.float64), at(key))
-    # The inner products, ro = 1 / s.y and H_diag = s.y / y.y of the newest pair are derived from the
-    # vectors: taken from them (the bits the step's own push gave them, LBFGS._gram_of), not from the
-    # checkpoint, where a stale or tampered gram_sy, ro or H_diag steered every later direction
-    # (torch's checkpoints hold no Gram matrices: the same path).
-    sy, yy = opt._gram_of(ss, ys)
+    out["sy"], out["yy"] = _gram(opt, st, ss, ys, where)
+    sy, yy = out["sy"], out["yy"]
     for j in range(k):  # (pair j's products with itself and the pairs before it, as the step's push checks them)
-        if not (sy[j, j] > 0.0 and np.isfinite(sy[j, : j + 1]).all() and np.isfinite(sy[:j, j]).all()) or not (
+        if not (keeps_pair(sy[j, j]) and np.isfinite(sy[j, : j + 1]).all() and np.isfinite(sy[:j, j]).all()) or not (
             np.isfinite(yy[j, : j + 1]).all()
         ):
             raise ValueError(
                 f"{at('old_stps')}[{j}], {at('old_dirs')}[{j}]: not a pair the step keeps (s.y = {float(sy[j, j])!r} "
-                "must be positive, and its inner products with itself and the pairs before it finite)"
+                f"must exceed {MIN_CURVATURE!r}, and its inner products with itself and the pairs before it be finite)"
             )
-    out["sy"], out["yy"] = sy, yy
     out["ro"] = [1.0 / float(sy[j, j]) for j in range(k)]
     out["H_diag"] = float(sy[k - 1, k - 1] / yy[k - 1, k - 1]) if k else 1.0
     al = st.get("al")  # torch: history_size slots, None where unused; only a report (state_dict)
@@ -328,6 +323,34 @@ def _history(opt, st: dict, where: str) -> dict:
         al = [None if a is None else check_scalar(a, f"{at('al')}[{i}]") for i, a in enumerate(_list(st, "al", where))]
     out["al"] = al[:k] if al is not None and None not in al[:k] else None
     return out
+
+
+def _gram(opt, st: dict, ss: list, ys: list, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The history's Gram matrices: the checkpoint's own (optkern's: the bits the run held, so a resumed
+    run is bit-identical), checked against the vectors in O(k n) (:mod:`._lbfgs_gram`: a stale or tampered
+    entry is refused); rebuilt by the step's push (``LBFGSHistory._gram_of``, k^2 n) when it holds none
+    (torch's). ``ro`` and ``H_diag`` are derived from them by the caller, never read."""
+    k = len(ss)
+    if "gram_sy" not in st:
+        return opt._gram_of(ss, ys)
+    for key in ("gram_sy", "gram_yy"):
+        check_array(st[key], _shaped((k, k), np.float64), f"{where}[{key!r}]")
+    # (copies: later writes to the dict's arrays do not reach them)
+    sy, yy = (np.array(_host(st[key]), dtype=np.float64) for key in ("gram_sy", "gram_yy"))
+    if k:
+        _lbfgs_gram.check(opt, ss, ys, sy, yy, where)
+    return sy, yy
+
+
+def _host(a):
+    """A saved matrix as a NumPy array: a CuPy array's ``get()``, a torch tensor's ``numpy()`` (its
+    ``__array__`` takes no ``copy``: NumPy 2 warns)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "detach"):
+        t = a.detach().cpu()
+        return (t.resolve_neg() if hasattr(t, "resolve_neg") else t).numpy()
+    return a.get() if hasattr(a, "get") else a
 
 
 def load_state_dict(opt, sd: dict, strict: bool = True) -> None:
