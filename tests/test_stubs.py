@@ -39,9 +39,14 @@ def _classes(mod) -> set[str]:
     return {n for n in dir(mod) if not n.startswith("__") and isinstance(getattr(mod, n), type)}
 
 
+def _constants(mod) -> set[str]:
+    """The module's data (``FLOAT32_LR_OPERANDS``): no signature line, annotated names in the stub."""
+    return {n for n in dir(mod) if not n.startswith("__") and not callable(getattr(mod, n))}
+
+
 def _runtime(mod) -> dict:
     out = {}
-    for name in sorted(set(dir(mod)) - _classes(mod)):
+    for name in sorted(set(dir(mod)) - _classes(mod) - _constants(mod)):
         if name.startswith("__"):
             continue
         first = (getattr(mod, name).__doc__ or "").splitlines()[:1]
@@ -70,6 +75,14 @@ def _module(name: str):
 def test_stub_lists_every_class(name):
     tree = ast.parse((SRC / f"{name}.pyi").read_text())
     assert _classes(_module(name)) == {c.name for c in tree.body if isinstance(c, ast.ClassDef)}
+
+
+@pytest.mark.parametrize("name", ["_cpu", "_cuda"])
+def test_stub_lists_every_constant(name):
+    tree = ast.parse((SRC / f"{name}.pyi").read_text())
+    stub = {a.target.id for a in tree.body if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)}
+    stub.discard("__all__")  # (the stub's export list, not the module's data)
+    assert _constants(_module(name)) == stub
 
 
 @pytest.mark.parametrize("name", ["_cpu", "_cuda"])

@@ -42,8 +42,10 @@ def _gamma(m: int, u: float) -> float:
 
 
 def gammas(n: int, k: int, dtype) -> tuple[float, float]:
-    """``(gamma, gamma_dir)`` of the module docstring for ``n`` elements, ``k`` pairs."""
-    u = float(np.finfo(np.dtype(dtype)).eps) / 2
+    """``(gamma, gamma_dir)`` of the module docstring for ``n`` elements, ``k`` pairs. At least float32's
+    unit roundoff: a float32 run's history cast to float64 (torch's ``model.double()`` mid-run; the
+    optimizer casts its state) keeps the Gram matrices its float32 push summed."""
+    u = max(float(np.finfo(np.dtype(dtype)).eps), float(np.finfo(np.float32).eps)) / 2
     m = -(-min(max(n, 1), _SUB) // 4) + 64
     return _gamma(m, u) + _gamma(n, 2.0**-53), _gamma(2 * k + 1, u)
 
