@@ -16,14 +16,15 @@ N = 7
 A = np.diag(np.arange(1.0, N + 1))
 
 
-def _op():
+def _op(a=A):
+    """A counting user operator of the diagonal ``a`` (also the masked-vector tests')."""
     count = [0]
 
     def hvp(v):
         count[0] += 1
-        return A @ v
+        return a @ v
 
-    return H.from_hvp(hvp, N, dtype=np.float64), count
+    return H.from_hvp(hvp, a.shape[0], dtype=np.float64), count
 
 
 MASK = np.array([True, False, True, True, False, True, True])

@@ -9,19 +9,14 @@ import pytest
 
 from optkern import hessian as H
 from optkern import optim
+from test_hunt51d_bool_vectors import _op as _counting_op
 
 N = 5
 A = np.diag(np.arange(1.0, N + 1))
 
 
 def _op():
-    count = [0]
-
-    def hvp(v):
-        count[0] += 1
-        return A @ v
-
-    return H.from_hvp(hvp, N, dtype=np.float64), count
+    return _counting_op(A)
 
 
 MASKED = np.ma.masked_array(np.ones(N), [0, 1, 0, 0, 0])
