@@ -38,12 +38,15 @@ nonblocking collective with a blocking one, so every header is nonblocking
 (:meth:`.transport.Transport._header_reduce`). A collective request cannot be cancelled, though:
 a rank arriving after ``WAIT_S`` meets that request in its header, MPI matching ``COMM_WORLD``'s
 collectives in order. So the request is kept (:func:`settle`) and completed before this rank's next
-header in ``COMM_WORLD`` (or next refusal), without a deadline: the late ranks are told then -- the
+header -- in ``COMM_WORLD`` or in any communicator of more than one rank, where a member would read
+the still-queued note -- or next refusal, without a deadline: the late ranks are told then -- the
 allgather they enter -- and this rank's call raises too (the late ranks gave theirs up). A rank
 that never makes another collective call in ``COMM_WORLD`` leaves the late ones waiting there (no
-deadline can be put on a rank that never calls this library again). The communicator whose header
-was given up for a note is unusable after, on every member, as the refusing rank never joins it:
-its request is kept alive, never freed while active (``_left``). A rank waiting in a header of a
+deadline can be put on a rank that never calls this library again). A header given up for a note
+is kept alive, never freed while active (``_left``), and completed before this rank's next header
+in that communicator, where the refusing rank's next header meets it: the counts of refusals the
+headers carry tell them apart and every rank posts its header again (:func:`header`), so the
+communicator's calls pair up again after the one that raised. A rank waiting in a header of a
 communicator without the refusing rank is not told there, only at its next header in ``COMM_WORLD``.
 """
 
@@ -54,7 +57,6 @@ import time
 import numpy as np
 
 from .agreement import HEADER, _code, _said, calls_apart
-from .transport import PENDING_REFUSALS as _pending
 from .transport import mpi
 
 #: Seconds a rank refusing its ``comm`` waits for the others' header in ``COMM_WORLD`` (and a rank
@@ -74,16 +76,30 @@ _JOINED = "a header in another communicator, left for a refusal"
 #: soon costs no sleep (a sleeping rank makes no MPI progress: the others wait for it).
 _SPIN = 1000
 
+#: This rank's ``COMM_WORLD`` headers that no rank joined in time (``(request, buffer, what this rank
+#: sends in the allgather after it, the error its call raises then)``): MPI matches a communicator's
+#: collectives in order, so each is completed before this rank's next header (:func:`settle`).
+_pending: list = []
+
 #: This rank's sent notes (their requests, completed once the others took them, or at exit).
 _sent: list = []
 
 #: Notes received before the allgather that drains them (world rank -> note): read once, here.
 _read: dict = {}
 
-#: Header requests (and their buffers) of a communicator given up for a refusal: never completed
-#: (a member refused), kept alive as MPI may still write the buffer and a freed active
-#: nonblocking collective is erroneous.
+#: Headers given up for a member's refusal (``(comm, request, buffer)``): kept alive (MPI may still
+#: write the buffer, and a freed active nonblocking collective is erroneous) and completed before
+#: this rank's next header in that communicator (:func:`_catch_up`).
 _left: list = []
+
+#: Refusals reported so far: every rank counts them in the same ``COMM_WORLD`` allgathers
+#: (:func:`drain`), so the ranks' counts agree at every header they make together. Each header
+#: carries it (:func:`header`): a header given up for a refusal, met later by a member's next
+#: header, differs from it there.
+_epoch = 0
+
+#: Where the count sits in a header's code (calls' codes are below 2**40; 2**12 counts fit a float64).
+_ERA = 2.0**40
 
 
 def refuse(err: Exception) -> Exception:
@@ -94,7 +110,7 @@ def refuse(err: Exception) -> Exception:
     if not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() == 1:
         return err
     world = MPI.COMM_WORLD
-    settle(world)  # (an earlier refusal's header first: COMM_WORLD's collectives match in order)
+    settle()  # (an earlier refusal's header first: COMM_WORLD's collectives match in order)
     note = refusal(err)
     _sent.extend(world.isend(note, dest=r, tag=NOTE_TAG) for r in range(world.Get_size()) if r != world.Get_rank())
     late = type(err)(
@@ -112,6 +128,7 @@ def _report(world, code: str, mine, late: Exception) -> list | None:
     MPI = mpi()
     buf = np.zeros(2 * HEADER)  # (the header's layout: (value, -value) pairs, the code first)
     buf[0], buf[1] = _code(code), -_code(code)
+    _stamp(buf)
     req = world.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
     deadline, polls = time.monotonic() + WAIT_S, 0
     while not req.Test():
@@ -122,21 +139,80 @@ def _report(world, code: str, mine, late: Exception) -> list | None:
     return _told(world, mine)
 
 
-def settle(comm) -> Exception | None:
-    """Before a header in ``comm``: where it is ``COMM_WORLD`` and a header this rank gave up there
-    (its refusal's, or one it joined for a note) is still pending, that header completed first --
-    waiting without a deadline, as the ranks that come later meet it in their own header -- and
-    the late ranks told (see the module doc). Returns the error the caller's call raises then
-    (the refusal, reported late), else None."""
+def settle() -> Exception | None:
+    """Before a header (in ``COMM_WORLD`` or any communicator of more than one rank) or a refusal:
+    where a ``COMM_WORLD`` header this rank gave up (its refusal's, or one it joined for a note) is
+    still pending, that header completed first -- waiting without a deadline, as the ranks that
+    come later meet it in their own header -- and the late ranks told (see the module doc).
+    Returns the error the caller's call raises then (the refusal, reported late), else None.
+
+    In every communicator, not only the world: a refusing rank that gave up and went on to a
+    header of a ``Split`` made it while its note was still queued, and a member arriving late
+    there read that note (stale: the rank was in that header), joined the world's header, met
+    the pending one and waited in the allgather after it while the refusing rank waited in the
+    ``Split``'s: both hung. A refusing rank now makes no header with others until its refusal is
+    reported, so a note in the queue always stands for a rank that is not coming."""
     if not _pending:
         return None
     MPI = mpi()
-    if comm != MPI.COMM_WORLD or MPI.Is_finalized():
+    if MPI.Is_finalized():
         return None
     req, _, mine, late = _pending.pop()
     req.Wait()
-    _told(comm, mine)
+    _told(MPI.COMM_WORLD, mine)
     return late
+
+
+def header(comm, buf, size: int) -> None:
+    """Post and complete a header (``buf``, :func:`.agreement.extremes`' layout, the call's code
+    first) in ``comm`` of ``size`` ranks, nonblocking (see the module doc). Before it, in a
+    communicator of more than one rank, this rank's pending refusal is settled (:func:`settle`:
+    its error raised) and a header this rank gave up in ``comm`` is completed (:func:`_catch_up`).
+
+    The code carries the count of refusals reported (:data:`_epoch`). A header given up for a
+    member's refusal stays posted, and that member's next header in ``comm`` meets it: a
+    ``Split``'s next call after a refusal paired each rank's header with the other's previous one,
+    and every later call in it was off by one (wrong values, or a wait forever). The member's
+    header, made after the refusal was reported, carries another count; every rank that completes
+    it sees the counts apart and posts its header again, the rank that gave one up after
+    completing it: the headers pair up again and the call goes on, no error."""
+    if size > 1 and (_pending or _left):
+        late = settle()
+        if late is not None:
+            raise late
+        _catch_up(comm)
+    _stamp(buf)
+    mine = memoryview(buf).tobytes()  # (posted again where the counts are apart)
+    MPI = mpi()
+    while True:
+        req = comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        if comm == MPI.COMM_WORLD:
+            req.Wait()
+        else:  # (a refusing rank of this communicator reports in the world: its note read meanwhile)
+            wait_header(req, buf, comm)
+        if buf[0] // _ERA == -buf[1] // _ERA:
+            return
+        memoryview(buf).cast("B")[:] = mine
+
+
+def _stamp(buf) -> None:
+    """The count of refusals reported (modulo 2**12), added to the code of header ``buf``."""
+    era = (_epoch % 4096) * _ERA
+    buf[0] += era
+    buf[1] -= era
+
+
+def _catch_up(comm) -> None:
+    """Complete each header this rank gave up in ``comm`` for a member's refusal (``_left``): the
+    members' next headers there meet it (see :func:`header`), then this rank's own is posted."""
+    for entry in [e for e in _left if e[0] == comm]:
+        _left.remove(entry)
+        try:
+            wait_header(entry[1], entry[2], comm)  # (another member's note met here: kept again)
+        except BaseException:
+            if entry not in _left:
+                _left.append(entry)
+            raise
 
 
 def _told(world, mine) -> list:
@@ -155,13 +231,16 @@ def drain(calls: list, comm) -> None:
     refused (a tuple among ``calls``) taken -- from ``_read`` where this rank had received it,
     else from the queue -- where it would be read as a new refusal by this rank's next header in
     another communicator."""
+    global _epoch
     MPI = mpi()
     if comm != MPI.COMM_WORLD:
         return
     me = comm.Get_rank()
     for r, c in enumerate(calls):
-        if isinstance(c, tuple) and r != me and _read.pop(r, None) is None:
-            comm.recv(source=r, tag=NOTE_TAG)
+        if isinstance(c, tuple):
+            _epoch += 1  # (every rank counts in this allgather: the counts stay alike)
+            if r != me and _read.pop(r, None) is None:
+                comm.recv(source=r, tag=NOTE_TAG)
 
 
 def wait_header(req, buf, comm) -> None:
@@ -169,7 +248,7 @@ def wait_header(req, buf, comm) -> None:
     the refusing ranks' notes meanwhile: a note from a member of ``comm`` (who will never join its
     header) makes this rank join that rank's ``COMM_WORLD`` header and allgather, and raise its
     error (saying which rank). ``req`` and ``buf`` are kept then (``_left``: a collective request
-    cannot be cancelled; ``comm`` is unusable after, as it is for the refusing rank)."""
+    cannot be cancelled: completed by this rank's next header in ``comm``, :func:`_catch_up`)."""
     MPI = mpi()
     world, members, polls = MPI.COMM_WORLD, None, 0
     while not req.Test():
@@ -180,7 +259,7 @@ def wait_header(req, buf, comm) -> None:
             members = _world_ranks(comm)  # comm, first in the queue, hides none behind it)
         src = next((r for r in members if r in _read or world.Iprobe(source=r, tag=NOTE_TAG)), None)
         if src is not None:
-            _left.append((req, buf))
+            _left.append((comm, req, buf))
             raise _join(world, src)
 
 
@@ -189,7 +268,7 @@ def _join(world, src: int) -> Exception:
     told the others: joined in ``COMM_WORLD``'s header and allgather; or, nobody in that header
     within WAIT_S (a rank working in a communicator without ``src``), read from its note, the
     header kept for :func:`settle`."""
-    earlier = settle(world)  # (a header given up before first: COMM_WORLD's collectives match in order)
+    earlier = settle()  # (a header given up before first: COMM_WORLD's collectives match in order)
     if earlier is not None:  # (this call raises with the ranks told there; src's note taken, if theirs)
         return earlier
     ranks = [_JOINED] * world.Get_size()

@@ -14,10 +14,6 @@ import numpy as np
 from .. import _backend
 from ._arrays import _is_bf16, _is_half_bits
 
-#: A refusal's header in COMM_WORLD that no rank joined in time (:mod:`.no_comm`, which fills it):
-#: MPI matches a communicator's collectives in order, so it is completed before the next header.
-PENDING_REFUSALS: list = []
-
 _OPS = ("sum", "mean", "max", "min")
 
 
@@ -115,21 +111,10 @@ class Transport:
     def _header_reduce(self, buf: np.ndarray) -> None:
         """MPI's MAX of a header (:func:`.agreement.extremes`, float64 on the host), nonblocking as
         every header is: a rank refusing its ``comm`` joins the others' header with a nonblocking
-        allreduce it can give up (:mod:`.no_comm`), and MPI never matches it with a blocking one."""
-        MPI = mpi()
-        if PENDING_REFUSALS:  # (this rank's refusal nobody had joined in time: completed first)
-            from . import no_comm
+        allreduce it can give up, and MPI never matches it with a blocking one (:func:`.no_comm.header`)."""
+        from . import no_comm
 
-            late = no_comm.settle(self.mpi)
-            if late is not None:
-                raise late
-        req = self.mpi.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
-        if self.mpi == MPI.COMM_WORLD:
-            req.Wait()
-        else:  # (a refusing rank of this communicator reports in the world: its note read meanwhile)
-            from . import no_comm
-
-            no_comm.wait_header(req, buf, self.mpi)
+        no_comm.header(self.mpi, buf, self.size)
 
     def _mpi_extreme(self, x, op: str) -> None:
         """MPI's MAX / MIN of floats, a NaN propagated as NumPy's ``maximum`` / ``minimum`` do.
