@@ -28,13 +28,16 @@ CASE_TIMEOUT = 120  # s: a hang is a failure
 
 
 class _Counted:
-    """An mpi4py communicator whose collective calls are counted."""
+    """An mpi4py communicator whose collective calls are counted, with those of optkern's own
+    duplicate of it (where the headers travel: ``optkern.distributed.private``)."""
 
-    def __init__(self, comm) -> None:
-        self._comm, self.calls = comm, Counter()
+    def __init__(self, comm, calls=None) -> None:
+        self._comm, self.calls = comm, Counter() if calls is None else calls
 
     def __getattr__(self, name: str):
         attr = getattr(self._comm, name)
+        if name == "Get_attr":  # (the duplicate, an attribute of the communicator: counted alike)
+            return lambda key: None if attr(key) is None else _Counted(attr(key), self.calls)
         if not callable(attr) or name.startswith(("Get_", "Is_")):
             return attr
 

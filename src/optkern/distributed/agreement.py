@@ -127,8 +127,10 @@ def apart(comm, call: str) -> Exception:
     notes of the ranks among them that refused their ``comm`` taken from the queue
     (:func:`.no_comm.drain`), and :func:`calls_apart`'s error returned."""
     from .no_comm import drain  # (that module imports this one)
+    from .private import channel
 
-    calls = comm.allgather_object(call)
+    comm._live("allgather_object")
+    calls = channel(comm.mpi).allgather(call)  # (where the header was: a refusing rank's allgather)
     drain(calls, comm.mpi)
     return calls_apart(calls)
 

@@ -68,7 +68,9 @@ class Communicator(Transport):
     rank: the others are told in their first exchange in ``COMM_WORLD`` (:mod:`.no_comm`), unless
     they were given another communicator (that rank then raises alone, after
     ``no_comm.WAIT_S`` seconds). ``MPI.COMM_NULL`` is refused on its own rank only (a rank left
-    out of a ``Split``: the others' communicator is not its own).
+    out of a ``Split``: the others' communicator is not its own). The headers travel in a duplicate
+    of ``comm`` (:mod:`.private`, made at its first header), so the caller's own mpi4py calls on
+    ``comm`` between two of these never meet one a refusal left pending.
     """
 
     def __init__(

@@ -16,7 +16,8 @@ others'.)
 
 Where the others were given another communicator (a ``Split`` or ``Dup`` of the world) nobody is in
 ``COMM_WORLD``'s header: they wait in their own communicator's header, which this rank never joins.
-So this rank also sends every other rank a note (:data:`NOTE_TAG`, point to point in ``COMM_WORLD``),
+So this rank also sends every other rank a note (:data:`NOTE_TAG`, point to point in ``COMM_WORLD``'s
+duplicate, :mod:`.private`, once made; the world's headers, and this module's, travel there too),
 and a header in a communicator other than the world waits by polling (:func:`wait_header`): a rank
 that finds a note from a member of that communicator (who, having refused, will never come) joins
 this rank's header in ``COMM_WORLD`` and its allgather, and raises the error of the lowest refusing
@@ -57,6 +58,7 @@ import time
 import numpy as np
 
 from .agreement import HEADER, _code, _said, calls_apart
+from .private import adopt, channel
 from .transport import mpi
 
 #: Seconds a rank refusing its ``comm`` waits for the others' header in ``COMM_WORLD`` (and a rank
@@ -109,7 +111,7 @@ def refuse(err: Exception) -> Exception:
     MPI = mpi()
     if not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() == 1:
         return err
-    world = MPI.COMM_WORLD
+    world = channel(MPI.COMM_WORLD)
     settle()  # (an earlier refusal's header first: COMM_WORLD's collectives match in order)
     note = refusal(err)
     _sent.extend(world.isend(note, dest=r, tag=NOTE_TAG) for r in range(world.Get_size()) if r != world.Get_rank())
@@ -159,7 +161,7 @@ def settle() -> Exception | None:
         return None
     req, _, mine, late = _pending.pop()
     req.Wait()
-    _told(MPI.COMM_WORLD, mine)
+    _told(channel(MPI.COMM_WORLD), mine)
     return late
 
 
@@ -183,16 +185,18 @@ def header(comm, buf, size: int) -> None:
         _catch_up(comm)
     _stamp(buf)
     mine = memoryview(buf).tobytes()  # (posted again where the counts are apart)
-    MPI = mpi()
+    MPI, ch = mpi(), channel(comm)  # (optkern's own duplicate of comm, once made: .private)
     while True:
-        req = comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        req = ch.Iallreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
         if comm == MPI.COMM_WORLD:
             req.Wait()
         else:  # (a refusing rank of this communicator reports in the world: its note read meanwhile)
             wait_header(req, buf, comm)
         if buf[0] // _ERA == -buf[1] // _ERA:
-            return
+            break
         memoryview(buf).cast("B")[:] = mine
+    if ch is comm and size > 1 and buf[0] == -buf[1]:  # (every member in this call: each makes it)
+        adopt(comm)
 
 
 def _stamp(buf) -> None:
@@ -220,7 +224,7 @@ def _told(world, mine) -> list:
     it (or every rank refused alike): calls_apart's allgather, with ``mine`` (the notes of the
     refusing ranks taken; this rank's own sent ones completed, as every rank took them)."""
     calls = world.allgather(mine)
-    drain(calls, world)
+    drain(calls, mpi().COMM_WORLD)
     while _sent:
         _sent.pop().Wait()
     return calls
@@ -235,12 +239,12 @@ def drain(calls: list, comm) -> None:
     MPI = mpi()
     if comm != MPI.COMM_WORLD:
         return
-    me = comm.Get_rank()
+    me, world = comm.Get_rank(), channel(comm)
     for r, c in enumerate(calls):
         if isinstance(c, tuple):
             _epoch += 1  # (every rank counts in this allgather: the counts stay alike)
             if r != me and _read.pop(r, None) is None:
-                comm.recv(source=r, tag=NOTE_TAG)
+                world.recv(source=r, tag=NOTE_TAG)
 
 
 def wait_header(req, buf, comm) -> None:
@@ -250,7 +254,7 @@ def wait_header(req, buf, comm) -> None:
     error (saying which rank). ``req`` and ``buf`` are kept then (``_left``: a collective request
     cannot be cancelled: completed by this rank's next header in ``comm``, :func:`_catch_up`)."""
     MPI = mpi()
-    world, members, polls = MPI.COMM_WORLD, None, 0
+    world, members, polls = channel(MPI.COMM_WORLD), None, 0
     while not req.Test():
         polls = _pause(polls)
         if not (_read or world.Iprobe(source=MPI.ANY_SOURCE, tag=NOTE_TAG)):
