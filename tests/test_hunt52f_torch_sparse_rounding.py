@@ -69,3 +69,33 @@ def test_other_paths_still_torchs(dtype, coalesced):
     """Uncoalesced grads of several entries (axpy, one after the other) stay torch's too."""
     _run((7,), dtype, dict(lr=0.1), 12, coalesced)
     _run((5, 3), dtype, dict(lr=0.1, maximize=True), 12, coalesced)
+
+
+def _hybrid(gen, shape, dtype, nnz):
+    """A sparse grad over dim 0 of ``shape``, its rows dense, with repeated rows."""
+    rows = torch.randint(0, shape[0], (nnz,), generator=gen)
+    vals = torch.randn((nnz,) + tuple(shape[1:]), generator=gen, dtype=torch.float64).to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.sparse_coo_tensor(rows.unsqueeze(0), vals, shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hybrid", [False, True])
+@pytest.mark.parametrize("coalesced", [False, True])
+def test_channels_last_param_takes_torchs_coalescing_path(dtype, hybrid, coalesced):
+    """torch coalesces a grad before adding it into a param that is not contiguous (channels_last): the
+    duplicates summed first. optkern.torch added them one after the other there, an ulp apart."""
+    gen = torch.Generator().manual_seed(53)
+    shape = (3, 4, 2, 5)
+    p0 = torch.randn(shape, generator=gen, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    a, b = torch.nn.Parameter(p0.clone()), torch.nn.Parameter(p0.clone())
+    assert b.stride() == p0.stride() and not b.is_contiguous()
+    ta, tb = torch.optim.SGD([a], lr=0.1, foreach=False), ot.SGD([b], lr=0.1)
+    for _ in range(8):
+        g = _hybrid(gen, shape, dtype, 7) if hybrid else _grad(gen, shape, dtype, 40, False)
+        g = g.coalesce() if coalesced else g
+        a.grad, b.grad = g.clone(), g.clone()
+        ta.step()
+        tb.step()
+        assert torch.equal(a, b), (a - b).abs().max().item()

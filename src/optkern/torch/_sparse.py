@@ -11,11 +11,12 @@ A sparse grad's elements step through the class's own fused call (the one defini
 update): the listed elements of the param and its state gathered into dense arrays, stepped with
 the grad's values, scattered back. Adagrad's grad is coalesced first (duplicate indices summed:
 torch's ``grad.coalesce()``, its update being non-linear). SGD's is not, as torch adds an
-uncoalesced grad into the param one entry after the other: the entries are stepped in rounds, the
-k-th of each index in round k, so that each element sees its entries in torch's order, rounded as
-torch rounds them: bit for bit torch's (where torch rounds each ``lr * v`` before adding it -- a
-coalesced or one-entry grad without dense dims on the CPU -- the values are so rounded first and
-stepped with lr 1: ``_rounds_products``). Adagrad's are its dense step's on the listed elements bit
+uncoalesced grad into a contiguous param one entry after the other (into a channels_last one it
+coalesces it first: ``_coalesced_by_torch``): the entries are stepped in rounds, the k-th of each
+index in round k, so that each element sees its entries in torch's order, rounded as torch rounds
+them: bit for bit torch's (where torch rounds each ``lr * v`` before adding it -- a coalesced or
+one-entry grad without dense dims on the CPU -- the values are so rounded first and stepped with
+lr 1: ``_rounds_products``). Adagrad's are its dense step's on the listed elements bit
 for bit; torch's sparse path rounds twice where that step rounds once (its sum adds ``g.pow(2)``, its
 param the update as ``torch.add`` of a sparse tensor adds, one fused multiply-add where ``addcdiv``
 is not): an ulp or so apart. Untouched elements are not written (a ``-0.0`` stays; a dense step of
@@ -132,11 +133,11 @@ def _step_one(opt: _Fused, group: dict, hp, p: torch.Tensor, g: torch.Tensor) ->
     if opt._run_keys and not st:
         opt._init_state(p, st, group)
     t = int(float(st["step"])) + 1 if "step" in st else 1
-    coalesce = opt._sparse_coalesce
+    coalesce = opt._sparse_coalesce or _coalesced_by_torch(p, g)
     g = g.coalesce() if coalesce else g
     idx, vals = g._indices(), g._values().contiguous()
     run_group = group
-    if not coalesce and _rounds_products(p, g):
+    if not opt._sparse_coalesce and _rounds_products(p, g):
         vals, run_group = _rounded_products(vals, group)
     sd = g.sparse_dim()
     flat = torch.zeros(idx.shape[1], dtype=torch.int64, device=idx.device)
@@ -168,6 +169,13 @@ def _step_one(opt: _Fused, group: dict, hp, p: torch.Tensor, g: torch.Tensor) ->
                 x.detach().index_put_(tuple(at), sub)
     if "step" in st:
         torch._foreach_add_([st["step"]], 1)
+
+
+def _coalesced_by_torch(p: torch.Tensor, g: torch.Tensor) -> bool:
+    """Whether torch's CPU add of sparse ``g`` into ``p`` coalesces it first (its path for a param not
+    contiguous -- channels_last -- or values that are not: ``add_out_dense_sparse_cpu``'s last), the
+    duplicates summed before they meet the param, not added one after the other."""
+    return p.is_cpu and not (p.is_contiguous() and g._values().is_contiguous())
 
 
 def _rounds_products(p: torch.Tensor, g: torch.Tensor) -> bool:
