@@ -99,3 +99,26 @@ def test_channels_last_param_takes_torchs_coalescing_path(dtype, hybrid, coalesc
         ta.step()
         tb.step()
         assert torch.equal(a, b), (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("coalesced", [False, True])
+def test_grad_with_strided_values_takes_torchs_coalescing_path(dtype, coalesced):
+    """Values that are not contiguous send torch's add down its coalescing path (one rounding), not
+    the two-rounding one the coalesced grad it makes would take."""
+    gen = torch.Generator().manual_seed(54)
+    shape = (6, 4)
+    p0 = torch.randn(shape, generator=gen, dtype=dtype)
+    a, b = torch.nn.Parameter(p0.clone()), torch.nn.Parameter(p0.clone())
+    ta, tb = torch.optim.SGD([a], lr=0.1, foreach=False), ot.SGD([b], lr=0.1)
+    for _ in range(8):
+        g = _grad(gen, shape, dtype, 12, coalesced)
+        wide = torch.randn(g._nnz(), 2, generator=gen, dtype=torch.float64).to(dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = torch.sparse_coo_tensor(g._indices(), wide[:, 0], shape, is_coalesced=g.is_coalesced())
+        assert not g._values().is_contiguous()
+        a.grad, b.grad = g, g
+        ta.step()
+        tb.step()
+        assert torch.equal(a, b), (a - b).abs().max().item()

@@ -133,11 +133,14 @@ def _step_one(opt: _Fused, group: dict, hp, p: torch.Tensor, g: torch.Tensor) ->
     if opt._run_keys and not st:
         opt._init_state(p, st, group)
     t = int(float(st["step"])) + 1 if "step" in st else 1
+    # (torch's path for the grad as given: a grad it coalesces is added along its last path, which
+    # rounds once, whatever the coalesced grad would look like)
+    products = not opt._sparse_coalesce and _rounds_products(p, g)
     coalesce = opt._sparse_coalesce or _coalesced_by_torch(p, g)
     g = g.coalesce() if coalesce else g
     idx, vals = g._indices(), g._values().contiguous()
     run_group = group
-    if not opt._sparse_coalesce and _rounds_products(p, g):
+    if products:
         vals, run_group = _rounded_products(vals, group)
     sd = g.sparse_dim()
     flat = torch.zeros(idx.shape[1], dtype=torch.int64, device=idx.device)
