@@ -63,7 +63,9 @@ low-precision keywords (no complex master-weights recipe, in torch either) and
 
 Sparse grads (``torch.sparse_coo``, an ``nn.Embedding(sparse=True)``'s) are taken where torch.optim
 takes them (:mod:`._sparse`): ``SGD`` without momentum or weight decay steps the listed elements as
-torch's does, bit for bit (an uncoalesced grad's entries one after the other, in torch's order);
+torch's does, bit for bit on the CPU (an uncoalesced grad's entries one after the other, in torch's
+order; coalesced first into a channels_last param; a coalesced grad without dense dims, each ``lr * v``
+rounded before its sum, as torch's add rounds it);
 ``Adagrad`` without weight decay coalesces them and steps them as its dense step would (torch's sparse
 path rounds its sum and its last add differently: an ulp or so apart); where torch raises (weight
 decay, ``fused=True``; RMSprop, Adadelta and the Adam family), its RuntimeError is raised, before

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from numbers import Real
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -131,6 +132,8 @@ def refuse_adam_constructor(lr, betas, impl: Mapping[str, Any]) -> None:
         return  # (refused by the range checks)
     if any(isinstance(b, Tensor) and b.numel() != 1 for b in betas):
         return  # (refused by the range checks, by name: torch's fails on its truth value)
+    if not all(isinstance(b, Tensor) or (isinstance(b, Real) and 0.0 <= float(b) < 1.0) for b in betas):
+        return  # (not a number, or out of range: named by the type and range checks, which torch runs first)
     if not (all(isinstance(b, float) for b in betas) or all(isinstance(b, Tensor) for b in betas)):
         raise ValueError("betas must be either both floats or both Tensors")
     for i, b in enumerate(betas):

@@ -11,9 +11,12 @@ A sparse grad's elements step through the class's own fused call (the one defini
 update): the listed elements of the param and its state gathered into dense arrays, stepped with
 the grad's values, scattered back. Adagrad's grad is coalesced first (duplicate indices summed:
 torch's ``grad.coalesce()``, its update being non-linear). SGD's is not, as torch adds an
-uncoalesced grad into the param one entry after the other: the entries are stepped in rounds, the
-k-th of each index in round k, so that each element sees its entries in torch's order, rounded as
-torch rounds them: bit for bit torch's. Adagrad's are its dense step's on the listed elements bit
+uncoalesced grad into a contiguous param one entry after the other (into a channels_last one it
+coalesces it first: ``_coalesced_by_torch``): the entries are stepped in rounds, the k-th of each
+index in round k, so that each element sees its entries in torch's order, rounded as torch rounds
+them: bit for bit torch's (where torch rounds each ``lr * v`` before adding it -- a coalesced or
+one-entry grad without dense dims on the CPU -- the values are so rounded first and stepped with
+lr 1: ``_rounds_products``). Adagrad's are its dense step's on the listed elements bit
 for bit; torch's sparse path rounds twice where that step rounds once (its sum adds ``g.pow(2)``, its
 param the update as ``torch.add`` of a sparse tensor adds, one fused multiply-add where ``addcdiv``
 is not): an ulp or so apart. Untouched elements are not written (a ``-0.0`` stays; a dense step of
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 
 # (_checks_inputs imports refuse from here: imported as a module, its names read at call time)
+from .._foreign import host_number
 from . import _checks_inputs, _inference, _views
 
 if TYPE_CHECKING:
@@ -129,9 +133,15 @@ def _step_one(opt: _Fused, group: dict, hp, p: torch.Tensor, g: torch.Tensor) ->
     if opt._run_keys and not st:
         opt._init_state(p, st, group)
     t = int(float(st["step"])) + 1 if "step" in st else 1
-    coalesce = opt._sparse_coalesce
+    # (torch's path for the grad as given: a grad it coalesces is added along its last path, which
+    # rounds once, whatever the coalesced grad would look like)
+    products = not opt._sparse_coalesce and _rounds_products(p, g)
+    coalesce = opt._sparse_coalesce or _coalesced_by_torch(p, g)
     g = g.coalesce() if coalesce else g
     idx, vals = g._indices(), g._values().contiguous()
+    run_group = group
+    if products:
+        vals, run_group = _rounded_products(vals, group)
     sd = g.sparse_dim()
     flat = torch.zeros(idx.shape[1], dtype=torch.int64, device=idx.device)
     for d, n in enumerate(g.shape[:sd]):  # (the entries' rows of the tensors seen as (rows, *dense dims))
@@ -147,7 +157,7 @@ def _step_one(opt: _Fused, group: dict, hp, p: torch.Tensor, g: torch.Tensor) ->
             at = flat_a if sel is None else flat_a[sel]
             got = [a[at] for a in arrays]
             gv = vals_a if sel is None else vals_a[sel]
-            _call(opt, group, hp, names, got, gv, t)
+            _call(opt, run_group, hp, names, got, gv, t)
             for a, x in zip(arrays, got):
                 a[at] = x
         torch.autograd.graph.increment_version(written)  # (written through NumPy: autograd must see it)
@@ -157,11 +167,37 @@ def _step_one(opt: _Fused, group: dict, hp, p: torch.Tensor, g: torch.Tensor) ->
             at = idx if on is None else idx[:, on]
             got = [x.detach()[tuple(at)].contiguous() for x in written]
             gv = vals if on is None else vals[on].contiguous()
-            _call(opt, group, hp, names, [_views.view(x) for x in got], _views.view(gv), t)
+            _call(opt, run_group, hp, names, [_views.view(x) for x in got], _views.view(gv), t)
             for x, sub in zip(written, got):
                 x.detach().index_put_(tuple(at), sub)
     if "step" in st:
         torch._foreach_add_([st["step"]], 1)
+
+
+def _coalesced_by_torch(p: torch.Tensor, g: torch.Tensor) -> bool:
+    """Whether torch's CPU add of sparse ``g`` into ``p`` coalesces it first (its path for a param not
+    contiguous -- channels_last -- or values that are not: ``add_out_dense_sparse_cpu``'s last), the
+    duplicates summed before they meet the param, not added one after the other."""
+    return p.is_cpu and not (p.is_contiguous() and g._values().is_contiguous())
+
+
+def _rounds_products(p: torch.Tensor, g: torch.Tensor) -> bool:
+    """Whether torch's add of sparse grad ``g`` into ``p`` (SGD's ``p.add_(g, alpha=-lr)``) rounds
+    each product before its sum: on the CPU, a grad without dense dims that torch takes as coalesced
+    (flagged so, or of one entry) into a contiguous param goes through
+    ``add_dense_sparse_worker_non_hybrid_cpu``, ``r[i] += alpha * v`` in the param's dtype, two
+    roundings. Its other paths (BLAS axpy: dense dims, or several uncoalesced entries) round once,
+    as the fused step does."""
+    one = g.is_coalesced() or g._nnz() == 1
+    return p.is_cpu and g.dense_dim() == 0 and one and p.is_contiguous() and g._values().is_contiguous()
+
+
+def _rounded_products(vals: torch.Tensor, group: dict) -> tuple:
+    """(the grad's values ``vals``, each v made ``lr * v`` rounded to its dtype as torch's two-rounding
+    path rounds it (``_rounds_products``: ``alpha = -lr`` cast to the dtype, the same magnitude), and
+    ``group`` with lr 1): the fused step's ``p - 1 * v'`` then rounds the sum alone, torch's bits."""
+    lr = host_number(group["lr"], "lr")
+    return vals * torch.tensor(lr, dtype=vals.dtype, device=vals.device), {**group, "lr": 1.0}
 
 
 def _call(opt, group: dict, hp, names: tuple, arrays: list, grad, t: int) -> None:

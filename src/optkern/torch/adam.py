@@ -4,6 +4,8 @@ class of :mod:`optkern.torch.optimizers`, which re-exports them)."""
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -290,6 +292,7 @@ def _rule_mu_product(group, state: dict, dtype: torch.dtype) -> float:
 def _betas(group):
     b = group["betas"]
     # (a one-element tensor came as a number from host_group: a tensor here is not one)
-    if not isinstance(b, (tuple, list)) or len(b) != 2 or any(isinstance(x, torch.Tensor) for x in b):
+    # (a string, None or a complex is named here: float() raised a ValueError or named no beta)
+    if not isinstance(b, (tuple, list)) or len(b) != 2 or not all(isinstance(x, numbers.Real) for x in b):
         raise TypeError(f"betas: expected a pair of numbers, got {b!r}")
     return float(b[0]), float(b[1])

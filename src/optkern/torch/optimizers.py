@@ -34,6 +34,8 @@ AdagradNorm (``adagrad_norm.py``) are imported from their own modules.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .. import functional as F
@@ -351,12 +353,16 @@ class RMSprop(_Fused):
         refuse_one_minus(group, where, "alpha")
 
     def _call(self, group, params, grads, lists, t, *, first):
+        # (a momentum that is not a number gets the buffers' list, for the call's checks to name it:
+        # compared here first, Python's TypeError named nothing)
+        momentum = group["momentum"]
+        buffers = not isinstance(momentum, numbers.Real) or momentum > 0
         F.rmsprop_(
             params,
             grads,
             lists.get("square_avg", []),
             lists.get("grad_avg", []) if group["centered"] else None,
-            lists.get("momentum_buffer", []) if group["momentum"] > 0 else None,
+            lists.get("momentum_buffer", []) if buffers else None,
             lr=group["lr"],
             alpha=group["alpha"],
             eps=group["eps"],
