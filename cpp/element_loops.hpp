@@ -24,25 +24,31 @@ constexpr int kMaxState = 3;
 
 // ---- element loops (one chunk of one tensor) --------------------------------
 
-// p, g and the rule's K state values: load, apply, store.
+// Element i of p, g and the rule's K state arrays: load, apply, store (rule_loop's body, and the
+// fused 8-bit step's, lowp_q8_fused.hpp: one element function, the same compiled operations).
+template <class T, class Rule>
+OK_HD void rule_at(const Rule& rule, T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_RESTRICT s0,
+                   T* OK_RESTRICT s1, T* OK_RESTRICT s2, int64_t i) {
+  constexpr int K = Rule::kState;
+  static_assert(K <= kMaxState, "rule has too many state arrays");
+  T s[K > 0 ? K : 1];
+  if constexpr (K > 0) s[0] = s0[i];
+  if constexpr (K > 1) s[1] = s1[i];
+  if constexpr (K > 2) s[2] = s2[i];
+  T x = p[i];
+  rule(x, g[i], s);
+  p[i] = x;
+  if constexpr (K > 0) s0[i] = s[0];
+  if constexpr (K > 1) s1[i] = s[1];
+  if constexpr (K > 2) s2[i] = s[2];
+}
+
+// p, g and the rule's K state values over a chunk.
 template <class T, class Rule>
 OK_CLONES void rule_loop(const Rule rule, T* OK_RESTRICT p, const T* OK_RESTRICT g, T* OK_RESTRICT s0,
                          T* OK_RESTRICT s1, T* OK_RESTRICT s2, int64_t n) {
-  constexpr int K = Rule::kState;
-  static_assert(K <= kMaxState, "rule has too many state arrays");
   OK_INDEPENDENT
-  for (int64_t i = 0; i < n; ++i) {
-    T s[K > 0 ? K : 1];
-    if constexpr (K > 0) s[0] = s0[i];
-    if constexpr (K > 1) s[1] = s1[i];
-    if constexpr (K > 2) s[2] = s2[i];
-    T x = p[i];
-    rule(x, g[i], s);
-    p[i] = x;
-    if constexpr (K > 0) s0[i] = s[0];
-    if constexpr (K > 1) s1[i] = s[1];
-    if constexpr (K > 2) s2[i] = s[2];
-  }
+  for (int64_t i = 0; i < n; ++i) rule_at<T, Rule>(rule, p, g, s0, s1, s2, i);
 }
 
 // x <- f(x) (gradient transforms: clip by value, scale).

@@ -11,6 +11,7 @@
 
 #include "lowp_bf16_avx512.hpp"
 #include "lowp_q8.hpp"
+#include "lowp_q8_fused.hpp"
 #include "optkern/lowp_storage.hpp"
 #include "optkern/rules/optim.hpp"
 #include "multi_tensor.hpp"
@@ -90,6 +91,12 @@ OK_CLONES void store_params(const Tensor& t, int64_t lo, int64_t n, const float*
   }
 }
 
+// 8-bit state k's new values x on the block [lo, lo + n), encoded with their block's scale sc.
+inline void store_q8_state(const Tensor& t, int k, int64_t lo, int64_t n, const Config& c, const float* x, float sc) {
+  t.scale[k][lo / c.block] = sc;
+  q8_encode_block(x, static_cast<uint8_t*>(t.s[k]) + lo, n, sc);
+}
+
 // The updated states back into their storage: bf16 rounded stochastically (lowp_storage.hpp's
 // words: one fill per pair of states), 8-bit requantized with the absmax of their new values
 // (the stage is one block).
@@ -109,25 +116,49 @@ OK_CLONES void store_stage_states(const Tensor& t, int K, int64_t lo, int64_t n,
 #endif
       for (int64_t i = 0; i < n; ++i) store<SF>(t.s[k], lo + i, s[k][i], true, state_bits(rnd[i], k));
     } else if constexpr (SF == Fmt::q8) {
-      const float sc = q8_block_scale(s[k], n);
-      t.scale[k][lo / c.block] = sc;
-      q8_encode_block(s[k], static_cast<uint8_t*>(t.s[k]) + lo, n, sc);
+      store_q8_state(t, k, lo, n, c, s[k], q8_block_scale(s[k], n));
     }
   }
 }
+
+#if defined(OPTKERN_Q8_AVX512)
+// stage() for a divider-bound rule on one whole 8-bit block (lowp_q8_fused.hpp): decode, update
+// and the new absmax in one loop body, then the param and the encode as stage() stores them.
+template <Fmt PF, class Rule>
+void fused_stage(const Rule& rule, const Tensor& t, int64_t lo, int64_t n, const Config& c, float* w, const float* g,
+                 float* sbuf) {
+  constexpr int K = Rule::kState;
+  const uint8_t* q[K];
+  float scale[K], new_scale[K];
+  float* s[K];
+  for (int k = 0; k < K; ++k) {
+    q[k] = static_cast<const uint8_t*>(t.s[k]) + lo;
+    scale[k] = t.scale[k][lo / c.block];
+    s[k] = sbuf + k * c.block;  // (as load_states packs them)
+  }
+  avx512::update_block(rule, w, g, q, scale, s, n, new_scale);
+  store_params<PF>(t, lo, n, w, c);
+  for (int k = 0; k < K; ++k) store_q8_state(t, k, lo, n, c, s[k], new_scale[k]);
+}
+#endif
 
 // One stage [lo, hi) of a tensor: whatever is not float32 (grad, states) is
 // decoded into L1-resident float32 buffers, then the fp32 optimizer's own
 // element loop (rule_loop, multi_tensor.hpp) updates the fp32 weights in place
 // -- the same compiled code as a float32 step, so the master weights and the
 // states come out bit for bit as the fp32 optimizer computes them -- and the
-// results are encoded back.
+// results are encoded back. Adam on a whole 8-bit block (AVX512_VBMI) takes fused_stage: the
+// same element function, in one loop body with the decode and the new absmax.
 template <Fmt PF, Fmt SF, class Rule>
 void stage(const Rule& rule, const Tensor& t, int64_t lo, int64_t hi, const Config& c, float* gbuf, float* sbuf) {
   constexpr int K = Rule::kState;
   const int64_t n = hi - lo;
   float* w = PF == Fmt::f32 ? static_cast<float*>(t.p) + lo : t.master + lo;
   const float* g = load_grads<PF>(t, lo, n, c, gbuf);
+#if defined(OPTKERN_Q8_AVX512)
+  if constexpr (SF == Fmt::q8 && FusedQ8<Rule>::value)
+    if (fused_q8(n)) return fused_stage<PF>(rule, t, lo, n, c, w, g, sbuf);
+#endif
   float* s[3] = {nullptr, nullptr, nullptr};
   load_states<SF>(t, K, lo, n, c, sbuf, s);
   rule_loop<float, Rule>(rule, w, g, s[0], s[1], s[2], n);

@@ -20,19 +20,23 @@
 namespace optkern {
 namespace lowp {
 
+// The vector forms' scale s of x[0, n) made whole: s = 0 means no finite non-zero value, and then
+// its infs, if any, set the scale (rare: a plain pass).
+inline float q8_scale_infs(float s, const float* x, int64_t n) {
+  if (s != 0.0f) return s;
+  uint32_t flags = 0;
+  for (int64_t i = 0; i < n; ++i) flags |= block_flags(x[i]);
+  return scale_of(0u, flags);
+}
+
 // The block's scale, as optkern.lowp.quantize_blockwise takes it: lowp::scale_of over the
 // abs_bits of its values (optkern/lowp_storage.hpp: the largest finite |x|, and whether
 // any x < 0, or any +-inf where no finite value is non-zero; the integer max vectorizes).
 inline float q8_block_scale(const float* x, int64_t n) {
   uint32_t amax = 0, flags = 0;
 #if defined(OPTKERN_Q8_AVX2)
-  if (n % 8 == 0 && (use_avx512() || use_avx2())) {
-    const float s = use_avx512() ? avx512::block_scale(x, n) : avx2::block_scale(x, n);
-    if (s != 0.0f) return s;
-    // (no finite non-zero value: its infs, if any, set the scale; rare, a plain pass)
-    for (int64_t i = 0; i < n; ++i) flags |= block_flags(x[i]);
-    return scale_of(0u, flags);
-  }
+  if (n % 8 == 0 && (use_avx512() || use_avx2()))
+    return q8_scale_infs(use_avx512() ? avx512::block_scale(x, n) : avx2::block_scale(x, n), x, n);
 #endif
   for (int64_t i = 0; i < n; ++i) {  // (one reduction per loop: GCC vectorizes each alone)
     const uint32_t a = abs_bits(x[i]);

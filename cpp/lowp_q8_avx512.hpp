@@ -215,31 +215,40 @@ OK_AVX512 inline float block_scale_exact(const float* x, int64_t n) {
 }
 
 // The same, faster where the block holds no NaN or inf (as a step's states nearly always do): the
-// max of |x|'s bits unfiltered, two accumulators of each kind; a max at or above inf's bits sends
-// the block to block_scale_exact (below it, no element was NaN or inf and the maxima agree). The
-// accumulated mins never hold NaN or -0 (min(v, lo) keeps lo then), so merging them is exact.
+// max of |x|'s bits unfiltered and the min of x, accumulated a vector at a time (ScaleAcc: also by
+// the fused 8-bit step, lowp_q8_fused.hpp); a max at or above inf's bits sends the block to
+// block_scale_exact (below it, no element was NaN or inf and the maxima agree). The accumulated
+// mins never hold NaN or -0 (min(v, lo) keeps lo then), so merging accumulators is exact, in any
+// order.
+struct ScaleAcc {
+  __m512i amax;
+  __m512 lo;
+};
+OK_AVX512 inline ScaleAcc scale_acc() { return {_mm512_setzero_si512(), _mm512_setzero_ps()}; }
+OK_AVX512 inline void scale_add(ScaleAcc& a, __m512 v) {
+  a.amax = _mm512_max_epi32(a.amax, _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff)));
+  a.lo = _mm512_min_ps(v, a.lo);
+}
+// The scale of the block x[0, n) whose values a0 and a1 accumulated between them.
+OK_AVX512 inline float scale_of_acc(const ScaleAcc& a0, const ScaleAcc& a1, const float* x, int64_t n) {
+  const uint32_t amax = uint32_t(_mm512_reduce_max_epi32(_mm512_max_epi32(a0.amax, a1.amax)));
+  if (amax >= 0x7f800000u) return block_scale_exact(x, n);
+  const bool neg = _mm512_cmp_ps_mask(_mm512_min_ps(a0.lo, a1.lo), _mm512_setzero_ps(), _CMP_LT_OQ) != 0;
+  return lowp::scale_of(amax, neg);
+}
+// (two accumulators: independent chains)
 OK_AVX512 inline float block_scale(const float* x, int64_t n) {
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
-  __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
-  __m512 lo0 = _mm512_setzero_ps(), lo1 = _mm512_setzero_ps();
+  ScaleAcc a0 = scale_acc(), a1 = scale_acc();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
-    a0 = _mm512_max_epi32(a0, _mm512_and_si512(_mm512_castps_si512(v0), abs_mask));
-    a1 = _mm512_max_epi32(a1, _mm512_and_si512(_mm512_castps_si512(v1), abs_mask));
-    lo0 = _mm512_min_ps(v0, lo0);
-    lo1 = _mm512_min_ps(v1, lo1);
+    scale_add(a0, _mm512_loadu_ps(x + i));
+    scale_add(a1, _mm512_loadu_ps(x + i + 16));
   }
-  for (; i < n; i += 16) {  // (n a multiple of 8)
+  for (; i < n; i += 16) {  // (n a multiple of 8; masked-off lanes load +0: neither max nor negative)
     const __mmask16 lanes = n - i >= 16 ? __mmask16(0xffff) : __mmask16(0x00ff);
-    const __m512 v = _mm512_maskz_loadu_ps(lanes, x + i);
-    a0 = _mm512_max_epi32(a0, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
-    lo0 = _mm512_min_ps(v, lo0);
+    scale_add(a0, _mm512_maskz_loadu_ps(lanes, x + i));
   }
-  const uint32_t amax = uint32_t(_mm512_reduce_max_epi32(_mm512_max_epi32(a0, a1)));
-  if (amax >= 0x7f800000u) return block_scale_exact(x, n);
-  const bool neg = _mm512_cmp_ps_mask(_mm512_min_ps(lo0, lo1), _mm512_setzero_ps(), _CMP_LT_OQ) != 0;
-  return lowp::scale_of(amax, neg);
+  return scale_of_acc(a0, a1, x, n);
 }
 
 // avx2::decode_mag<M> on 16 lanes (lanes with c = 0 give garbage: the caller masks them).
@@ -302,41 +311,49 @@ OK_VBMI inline __m512i plane_bytes(const uint8_t* plane, __m512i c, __mmask64 hi
   return _mm512_mask_blend_epi8(high, lo, hi);
 }
 
-// x[0, n) = dequantize(q[i], scale) for n a multiple of 64. The bytes of four planes are
+// 64 codes q[0, 64) -> values v[0..3] (16 each, in order), as dequantize(q[i], s) with s = |scale|
+// (`planes`: the map's byte planes, Signed as the scale's sign). The bytes of four planes are
 // interleaved into 32-bit values by unpacks, which work within 128-bit lanes: the codes are
 // first permuted so that lane l of output vector g gets codes 16 g + 4 l .. + 3 (position
 // 16 l + 4 g + i of the permuted codes holds code 16 g + 4 l + i).
+alignas(64) inline constexpr uint8_t kDecodeOrder[64] = {
+    0, 1, 2,  3,  16, 17, 18, 19, 32, 33, 34, 35, 48, 49, 50, 51, 4,  5,  6,  7,  20, 21,
+    22, 23, 36, 37, 38, 39, 52, 53, 54, 55, 8,  9,  10, 11, 24, 25, 26, 27, 40, 41, 42, 43,
+    56, 57, 58, 59, 12, 13, 14, 15, 28, 29, 30, 31, 44, 45, 46, 47, 60, 61, 62, 63};
+template <bool Signed>
+OK_VBMI inline void decode64(const uint8_t* q, const uint8_t (&planes)[4][256], __m512 s, __m512 (&v)[4]) {
+  const __m512i c = _mm512_permutexvar_epi8(_mm512_load_si512(kDecodeOrder), _mm512_loadu_si512(q));
+  __m512i b0, b1, b2, b3;
+  if constexpr (Signed) {
+    // dyn_decode(c, true) is dyn_decode(c & 0x7f, true) with the sign of bit 7 (-0 for 0x80):
+    // a lookup in the first 128 entries (vpermt2b reads an index's low seven bits), then bit 7
+    // of each code into its value's top byte -- no second lookup and no blend per plane
+    b0 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[0]), c, _mm512_load_si512(planes[0] + 64));
+    b1 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[1]), c, _mm512_load_si512(planes[1] + 64));
+    b2 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[2]), c, _mm512_load_si512(planes[2] + 64));
+    b3 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[3]), c, _mm512_load_si512(planes[3] + 64));
+    b3 = _mm512_ternarylogic_epi32(b3, c, _mm512_set1_epi8(char(0x80)), 0xF8);  // b3 | (c & 0x80)
+  } else {
+    const __mmask64 high = _mm512_movepi8_mask(c);
+    b0 = plane_bytes(planes[0], c, high), b1 = plane_bytes(planes[1], c, high);
+    b2 = plane_bytes(planes[2], c, high), b3 = plane_bytes(planes[3], c, high);
+  }
+  const __m512i w01lo = _mm512_unpacklo_epi8(b0, b1), w01hi = _mm512_unpackhi_epi8(b0, b1);
+  const __m512i w23lo = _mm512_unpacklo_epi8(b2, b3), w23hi = _mm512_unpackhi_epi8(b2, b3);
+  const __m512i u[4] = {_mm512_unpacklo_epi16(w01lo, w23lo), _mm512_unpackhi_epi16(w01lo, w23lo),
+                        _mm512_unpacklo_epi16(w01hi, w23hi), _mm512_unpackhi_epi16(w01hi, w23hi)};
+  for (int g = 0; g < 4; ++g)  // (a signed value times s = -scale > 0: the sign as the scalar's)
+    v[g] = _mm512_mul_ps(_mm512_castsi512_ps(u[g]), s);
+}
+
+// x[0, n) = dequantize(q[i], scale) for n a multiple of 64 (s = |scale|).
 template <bool Signed> OK_VBMI inline void decode_vbmi(const uint8_t* q, float* x, int64_t n, float s) {
-  alignas(64) static constexpr uint8_t kOrder[64] = {
-      0, 1, 2,  3,  16, 17, 18, 19, 32, 33, 34, 35, 48, 49, 50, 51, 4,  5,  6,  7,  20, 21,
-      22, 23, 36, 37, 38, 39, 52, 53, 54, 55, 8,  9,  10, 11, 24, 25, 26, 27, 40, 41, 42, 43,
-      56, 57, 58, 59, 12, 13, 14, 15, 28, 29, 30, 31, 44, 45, 46, 47, 60, 61, 62, 63};
   const uint8_t(&planes)[4][256] = byte_planes().b[Signed ? 1 : 0];
-  const __m512i order = _mm512_load_si512(kOrder);
   const __m512 sv = _mm512_set1_ps(s);
   for (int64_t i = 0; i < n; i += 64) {
-    const __m512i c = _mm512_permutexvar_epi8(order, _mm512_loadu_si512(q + i));
-    __m512i b0, b1, b2, b3;
-    if constexpr (Signed) {
-      // dyn_decode(c, true) is dyn_decode(c & 0x7f, true) with the sign of bit 7 (-0 for 0x80):
-      // a lookup in the first 128 entries (vpermt2b reads an index's low seven bits), then bit 7
-      // of each code into its value's top byte -- no second lookup and no blend per plane
-      b0 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[0]), c, _mm512_load_si512(planes[0] + 64));
-      b1 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[1]), c, _mm512_load_si512(planes[1] + 64));
-      b2 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[2]), c, _mm512_load_si512(planes[2] + 64));
-      b3 = _mm512_permutex2var_epi8(_mm512_load_si512(planes[3]), c, _mm512_load_si512(planes[3] + 64));
-      b3 = _mm512_ternarylogic_epi32(b3, c, _mm512_set1_epi8(char(0x80)), 0xF8);  // b3 | (c & 0x80)
-    } else {
-      const __mmask64 high = _mm512_movepi8_mask(c);
-      b0 = plane_bytes(planes[0], c, high), b1 = plane_bytes(planes[1], c, high);
-      b2 = plane_bytes(planes[2], c, high), b3 = plane_bytes(planes[3], c, high);
-    }
-    const __m512i w01lo = _mm512_unpacklo_epi8(b0, b1), w01hi = _mm512_unpackhi_epi8(b0, b1);
-    const __m512i w23lo = _mm512_unpacklo_epi8(b2, b3), w23hi = _mm512_unpackhi_epi8(b2, b3);
-    const __m512i v[4] = {_mm512_unpacklo_epi16(w01lo, w23lo), _mm512_unpackhi_epi16(w01lo, w23lo),
-                          _mm512_unpacklo_epi16(w01hi, w23hi), _mm512_unpackhi_epi16(w01hi, w23hi)};
-    for (int g = 0; g < 4; ++g)  // (a signed value times s = -scale > 0: the sign as the scalar's)
-      _mm512_storeu_ps(x + i + 16 * g, _mm512_mul_ps(_mm512_castsi512_ps(v[g]), sv));
+    __m512 v[4];
+    decode64<Signed>(q + i, planes, sv, v);
+    for (int g = 0; g < 4; ++g) _mm512_storeu_ps(x + i + 16 * g, v[g]);
   }
 }
 
