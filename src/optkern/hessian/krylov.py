@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend, _fixed_sums, _malloc
-from . import _combine, _orthonormal
+from . import _combine, _eigh, _orthonormal
 from ._probes import start_vector
 from ._products import CouplingCheck, check_estimate
 from ._restart import restart_count as restart_count  # (their home before: lanczos and tests import them here)
@@ -245,7 +245,7 @@ class BlockKrylov:
 
     def _pairs(self, lo):
         """``(theta, residuals)`` of ``H[lo:m, lo:m]`` with the current coupling ``R``."""
-        theta, S = np.linalg.eigh(self.projected()[lo:, lo:])
+        theta, S = _eigh.eigh(self.projected()[lo:, lo:])
         return theta, vector_norm(np, self._rs(S[-self.b :]), axis=0)
 
     def _rs(self, S_last):  # (R S_last, fixed order: a GEMM's sums followed BLAS's thread count; callers'
@@ -258,7 +258,7 @@ class BlockKrylov:
         return np.triu(H) + np.triu(H, 1).T
 
     def eig(self):  # (theta, S): the eigenpairs of H without residuals (what ``restart`` takes)
-        return np.linalg.eigh(self.projected())
+        return _eigh.eigh(self.projected())  # (on one BLAS thread: _eigh)
 
     def ritz(self):
         """``(theta, S, residuals)``: eigenpairs of ``H`` and ``||A u_i - theta_i u_i|| = ||R s_last,i||``."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend
-from . import _combine
+from . import _combine, _eigh
 from ._lockstep import in_lockstep
 from ._probes import start_vector
 from ._restart import restart_count, restart_keep, select
@@ -43,7 +43,7 @@ def _tridiag_eigh(alpha, beta):
     if len(beta):
         b = np.asarray(beta, dtype=np.float64)
         T += np.diag(b, 1) + np.diag(b, -1)
-    return np.linalg.eigh(T)
+    return _eigh.eigh(T)  # (on one BLAS thread: a check's eigh waited on the pool under oversubscription)
 
 
 @in_lockstep("op")
@@ -213,7 +213,10 @@ def top_eigenvalues(
         ``max_steps`` vectors); without, ``max(30 k, 200)`` (no restart where that holds the whole space).
         With restarts prefer ``block_size=1`` unless ``max_basis`` is many blocks: a cycle then adds few
         block degrees, and ``b = 4`` at ``max_basis = k + 5`` took 5-35x eigsh's products where ``b = 1`` in
-        the same memory took 1.1-1.7x (bench/RESULTS.md, 51st session, h292).
+        the same memory took 1.1-1.7x (bench/RESULTS.md, 51st session, h292). The cost follows the whole
+        blocks a cycle multiplies after a restart (about ``(max_basis - k + b) / (2 b)``, at least one): 1-3
+        blocks took 2.9-23x eigsh's products at equal memory, 4-5 blocks 1.1-3.6x, 8 or more 0.7-1.3x
+        (n = 2000, k = 3 / 10, ``max_basis`` 20 / 40: bench/eig_block_restart_table.py, 52nd session, h302).
     """
     op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
