@@ -520,7 +520,7 @@ def first_readonly_(arrays: list) -> int:
     The position of the first read-only NumPy array in `arrays`, or -1.
     """
 
-def first_relaid_(arrays: list, layout: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) -> int:
+def first_relaid_(arrays: list, layout: typing.Any) -> int:
     """
     The position of the first NumPy array in `arrays` whose shape or strides differ from `layout` (int64: per array its ndim, dims and strides, back to back), or -1.
     """
