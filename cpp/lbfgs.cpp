@@ -302,28 +302,54 @@ void lbfgs_stats(py::handle g_h, py::handle out_h) {
   op[1] = s;
 }
 
+// A float64 input of lbfgs_two_loop (the Gram blocks sy, yy and the vectors sg, yg, ro) as a
+// C-contiguous array: any layout is taken (the Python layer's sy, yy are views of its Gram
+// buffers; the copy is k * k doubles), but a non-array or another dtype is refused by name, as
+// every array argument is (py_arrays.hpp). A forcecast took a bool array, a list or True and
+// ran the recursion on their cast.
+using Float64s = py::array_t<double, py::array::c_style | py::array::forcecast>;
+Float64s two_loop_input(py::handle h, const char* name) {
+  const py::dtype dt = py::dtype::of<double>();
+  const Fault f = array_fault(h, dt, sizeof(double), false);
+  if (f == Fault::not_array || f == Fault::dtype) raise_fault(f, h, name, dt);
+  return Float64s::ensure(h);
+}
+
+// lbfgs_two_loop's sizes: sy, yy of k * k elements each, sg, yg, ro of k (k * k compared
+// without forming it: past 2**63 it wrapped).
+void check_two_loop_sizes(int64_t k, const Float64s& sy, const Float64s& yy, const Float64s& sg,
+                          const Float64s& yg, const Float64s& ro) {
+  if (k < 0) throw py::value_error("k: must be >= 0, got " + std::to_string(k));
+  const auto square = [k](py::ssize_t n) { return k == 0 ? n == 0 : n % k == 0 && n / k == k; };
+  if (!square(sy.size()) || !square(yy.size()))
+    throw py::value_error("sy, yy: expected k*k = " +
+                          (k <= 3037000499 ? std::to_string(k * k) : std::to_string(k) + "**2") +
+                          " elements each");
+  if (sg.size() != k || yg.size() != k || ro.size() != k)
+    throw py::value_error("sg, yg, ro: expected k = " + std::to_string(k) + " elements each");
+}
+
 }  // namespace
 
 void register_lbfgs(py::module_& m) {
   sig::lbfgs(m, &lbfgs_push, &lbfgs_direction, &lbfgs_move, &lbfgs_stats);
-  def_named(m, "lbfgs_two_loop", [](int64_t k, py::array_t<double, py::array::c_style | py::array::forcecast> sy,
-                             py::array_t<double, py::array::c_style | py::array::forcecast> yy,
-                             py::array_t<double, py::array::c_style | py::array::forcecast> sg,
-                             py::array_t<double, py::array::c_style | py::array::forcecast> yg,
-                             py::array_t<double, py::array::c_style | py::array::forcecast> ro, double h) {
-    if (k < 0) throw py::value_error("k: must be >= 0");
-    if (sy.size() != k * k || yy.size() != k * k)
-      throw py::value_error("sy, yy: expected k*k = " + std::to_string(k * k) + " elements each");
-    if (sg.size() != k || yg.size() != k || ro.size() != k)
-      throw py::value_error("sg, yg, ro: expected k = " + std::to_string(k) + " elements each");
-    const size_t kk = static_cast<size_t>(k);
-    std::vector<double> al(kk), cs(kk), cy(kk);
-    const double gs = rules::lbfgs_two_loop(k, sy.data(), yy.data(), sg.data(), yg.data(), ro.data(), h, al.data(),
-                                            cs.data(), cy.data());
-    return py::make_tuple(al, cs, cy, gs);
-  }, py::arg("k"), py::arg("sy"), py::arg("yy"), py::arg("sg"), py::arg("yg"), py::arg("ro"), py::arg("h"),
-     "The L-BFGS two-loop recursion on inner products (rules/second_order.hpp): returns (al, coef_s, coef_y, "
-     "g_scale) for lbfgs_direction_. Host-only: both modules' L-BFGS call it.");
+  def_named(
+      m, "lbfgs_two_loop",
+      [](int64_t k, py::handle sy_h, py::handle yy_h, py::handle sg_h, py::handle yg_h, py::handle ro_h, double h) {
+        const Float64s sy = two_loop_input(sy_h, "sy"), yy = two_loop_input(yy_h, "yy");
+        const Float64s sg = two_loop_input(sg_h, "sg"), yg = two_loop_input(yg_h, "yg");
+        const Float64s ro = two_loop_input(ro_h, "ro");
+        check_two_loop_sizes(k, sy, yy, sg, yg, ro);
+        const size_t kk = static_cast<size_t>(k);
+        std::vector<double> al(kk), cs(kk), cy(kk);
+        const double gs = rules::lbfgs_two_loop(k, sy.data(), yy.data(), sg.data(), yg.data(), ro.data(), h,
+                                                al.data(), cs.data(), cy.data());
+        return py::make_tuple(al, cs, cy, gs);
+      },
+      py::arg("k"), py::arg("sy"), py::arg("yy"), py::arg("sg"), py::arg("yg"), py::arg("ro"), py::arg("h"),
+      "The L-BFGS two-loop recursion on inner products (rules/second_order.hpp): returns (al, coef_s, coef_y, "
+      "g_scale) for lbfgs_direction_. sy, yy: float64 (k, k) Gram blocks, sg, yg, ro: float64 (k) (NumPy arrays, "
+      "any layout; another dtype is refused). Host-only: both modules' L-BFGS call it.");
 }
 
 }  // namespace optkern

@@ -205,7 +205,7 @@ void quantize_block_fp(py::handle src_h, py::handle out_h, int64_t bits, int64_t
 void register_lowp(py::module_& m) {
   sig::lowp_convert(m, &to_half, &from_half, &quantize_blockwise, &dequantize_blockwise);
   sig::lowp_grid(m, &quantize_fixed_point, &quantize_block_fp);
-  m.def("lowp_quantize_blockwise_reference",
+  def_named(m, "lowp_quantize_blockwise_reference",
         [](py::handle x, py::handle codes, py::handle scales, int64_t block) {
           quantize_blocks(x, codes, scales, block, true);
         }, py::arg("x"), py::arg("codes"), py::arg("scales"), py::arg("block"),

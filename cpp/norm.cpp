@@ -5,6 +5,7 @@
 #include <string>
 
 #include "norm_cpu.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 void register_norm_rows(pybind11::module_& m);      // norm_rows.cpp
@@ -17,8 +18,8 @@ void register_norm(pybind11::module_& m) {
   register_norm_channels(m);
   register_norm_weight(m);
   register_norm_rop(m);
-  m.def(
-      "_set_stream_bytes",
+  def_named(
+      m, "_set_stream_bytes",
       [](int64_t bytes) {
         // (a negative threshold streamed every output, 0 included, and read back as a size it is not)
         if (bytes < 0) throw pybind11::value_error("bytes: must be >= 0, got " + std::to_string(bytes));

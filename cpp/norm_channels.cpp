@@ -136,7 +136,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
                    double eps, py::handle lo) {
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const Shape sh = shape_of(py::reinterpret_borrow<py::array>(x).size(), N, C, S);
-  if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + checks::repr(eps));
+  check_norm_eps(eps, dt.itemsize() < 8);
   HostArgs args(dt);
   if (half::is_half(dt)) stats_impl<uint16_t>(args, x, mean, rstd, var, lo, sh, eps, half::is_bf16(dt));
   else if (dt.itemsize() == 4) stats_impl<float>(args, x, mean, rstd, var, lo, sh, eps, false);

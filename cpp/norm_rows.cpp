@@ -301,7 +301,7 @@ void row_norm_forward(py::handle x, py::object weight, py::object bias, py::hand
   const bool rms = checks::flag(rms_arg, "rms");
   const py::dtype dt = float_dtype<HostArrays>(x, "x", true);
   const RowLayout L = row_layout(py::reinterpret_borrow<py::array>(x).size(), rows, groups, group_channels, spatial);
-  if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + checks::repr(eps));
+  check_norm_eps(eps, dt.itemsize() < 8);
   HostArgs args(dt);
   if (half::is_half(dt)) forward_impl<uint16_t>(args, x, weight, bias, out, mean, rstd, L, eps, rms, half::is_bf16(dt));
   else if (dt.itemsize() == 4) forward_impl<float>(args, x, weight, bias, out, mean, rstd, L, eps, rms, false);

@@ -33,6 +33,7 @@
 #endif
 
 #include "optkern/call_args.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace py = pybind11;
 
@@ -206,7 +207,7 @@ void register_pool(py::module_& m) {
         "Make optkern's caching allocator NumPy's data allocator in the current context; returns the previous "
         "handler for pool_restore.");
   m.def("pool_restore", &restore, py::arg("prev"), "Put back the handler pool_install returned.");
-  m.def("pool_set_limit", &set_limit, py::arg("limit"),
+  def_named(m, "pool_set_limit", &set_limit, py::arg("limit"),
         "The most bytes of freed blocks the pool keeps (0: none); frees what is over it.");
   m.def("pool_release", &release, "Free every block the pool holds.");
   m.def("pool_stats", &stats, "limit, cached bytes, hits and misses of the pool.");

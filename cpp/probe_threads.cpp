@@ -165,7 +165,7 @@ void register_probe_threads(py::module_& m) {
         "Bandwidth probe: reads every element of `arrays` (float32/float64, all one size) once, chunk by chunk "
         "across the arrays (as many streams as arrays), and returns their sum (no writes).",
         arg("arrays"));
-  m.def("set_num_threads", &set_num_threads,
+  def_named(m, "set_num_threads", &set_num_threads,
         "OpenMP threads of every following optkern call, from any Python thread (process-wide).", arg("n"));
   m.def("get_num_threads", &max_threads, "OpenMP threads the next parallel region will use.");
   m.def(
@@ -175,7 +175,7 @@ void register_probe_threads(py::module_& m) {
   // (once: the module is initialized once per process, and never unloaded, so the handler stays valid)
   if (pthread_atfork(nullptr, nullptr, &in_forked_child) != 0) throw std::runtime_error("pthread_atfork failed");
 #endif
-  m.def("chunk_threads", &chunk_threads,
+  def_named(m, "chunk_threads", &chunk_threads,
         "The thread (0-based) that ran each chunk of arrays of these sizes in a parallel pass costing `work` "
         "(the split of every multi-array kernel; for tests).",
         arg("sizes"), arg("work"));

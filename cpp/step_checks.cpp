@@ -100,9 +100,14 @@ void precheck_step(py::list runs) {
 // The position of the first read-only array in `arrays` (NumPy arrays), or -1. The low-precision
 // step keeps uint16 views of its half params between steps, and a view keeps the writeable flag
 // its param had when the view was made: this reads the params' own flags, one load each.
+// (a non-array named with its index, as every list argument's items are)
+void require_ndarray(py::handle a, size_t i) {
+  if (!py::isinstance<py::array>(a)) raise_fault(Fault::not_array, a, item_name("arrays", i), py::dtype::of<double>());
+}
+
 int64_t first_readonly(py::list arrays) {
   for (size_t i = 0; i < arrays.size(); ++i) {
-    if (!py::isinstance<py::array>(arrays[i])) throw py::type_error("arrays: expected NumPy arrays");
+    require_ndarray(arrays[i], i);
     if (!(py::detail::array_proxy(arrays[i].ptr())->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
       return int64_t(i);
   }
@@ -114,11 +119,14 @@ int64_t first_readonly(py::list arrays) {
 // each param's elements in the C order of its layout at construction and asks at every step
 // whether a param was reshaped or re-strided in place since: reading shape and strides in Python
 // cost ~0.6 us a param (a third of a step of 1000 small params), here one comparison of words.
-int64_t first_relaid(py::list arrays, const py::array_t<int64_t, py::array::c_style>& layout) {
-  const int64_t* w = layout.data();
+// `layout` an int64 array as it is (an int32 array or a list was converted, a float one refused
+// by pybind11 naming nothing: refused by name, as every array argument is).
+int64_t first_relaid(py::list arrays, py::handle layout_h) {
+  const py::array layout = check_array(layout_h, "layout", py::dtype::of<int64_t>(), false);
+  const int64_t* w = static_cast<const int64_t*>(layout.data());
   const int64_t* end = w + layout.size();
   for (size_t i = 0; i < arrays.size(); ++i) {
-    if (!py::isinstance<py::array>(arrays[i])) throw py::type_error("arrays: expected NumPy arrays");
+    require_ndarray(arrays[i], i);
     const auto* a = py::detail::array_proxy(arrays[i].ptr());
     if (w >= end || *w != a->nd || end - w < 1 + 2 * int64_t(a->nd)) return int64_t(i);
     const int64_t* dims = w + 1;

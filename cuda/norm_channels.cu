@@ -66,7 +66,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
                    double eps, py::handle lo) {
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   check_channel_layout(device_size(x), N, C, S);
-  if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + checks::repr(eps));
+  check_norm_eps(eps, st != DType::f64);
   DeviceArgs a;
   const char* xp = a.get(x, "x", dt, N * C * S, false);
   char* mp = a.get(mean, "mean", st, C, true);

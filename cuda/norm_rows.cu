@@ -125,7 +125,7 @@ void row_norm_forward(py::handle x, py::object weight, py::object bias, py::hand
   const bool rms = checks::flag(rms_arg, "rms");
   const DType dt = float_dtype<DeviceArrays>(x, "x", true), st = stat_dtype(dt);
   const RowLayout L = row_layout(device_size(x), rows, groups, group_channels, spatial);
-  if (!(eps > 0.0)) throw py::value_error("eps: must be > 0, got " + checks::repr(eps));
+  check_norm_eps(eps, st != DType::f64);
   DeviceArgs a;
   const int64_t n = L.R * L.M();
   const char* xp = a.get(x, "x", dt, n, false);

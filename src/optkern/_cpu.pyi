@@ -520,7 +520,7 @@ def first_readonly_(arrays: list) -> int:
     The position of the first read-only NumPy array in `arrays`, or -1.
     """
 
-def first_relaid_(arrays: list, layout: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) -> int:
+def first_relaid_(arrays: list, layout: typing.Any) -> int:
     """
     The position of the first NumPy array in `arrays` whose shape or strides differ from `layout` (int64: per array its ndim, dims and strides, back to back), or -1.
     """
@@ -630,15 +630,15 @@ def lbfgs_stats(g: typing.Any, out: typing.Any) -> None:
 
 def lbfgs_two_loop(
     k: typing.SupportsInt | typing.SupportsIndex,
-    sy: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
-    yy: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
-    sg: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
-    yg: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
-    ro: typing.Annotated[numpy.typing.ArrayLike, numpy.float64],
+    sy: typing.Any,
+    yy: typing.Any,
+    sg: typing.Any,
+    yg: typing.Any,
+    ro: typing.Any,
     h: typing.SupportsFloat | typing.SupportsIndex,
 ) -> tuple[list[float], list[float], list[float], float]:
     """
-    The L-BFGS two-loop recursion on inner products (rules/second_order.hpp): returns (al, coef_s, coef_y, g_scale) for lbfgs_direction_. Host-only: both modules' L-BFGS call it.
+    The L-BFGS two-loop recursion on inner products (rules/second_order.hpp): returns (al, coef_s, coef_y, g_scale) for lbfgs_direction_. sy, yy: float64 (k, k) Gram blocks, sg, yg, ro: float64 (k) (NumPy arrays, any layout; another dtype is refused). Host-only: both modules' L-BFGS call it.
     """
 
 def lowp_decode_map(signed: bool) -> numpy.typing.NDArray[numpy.float32]:

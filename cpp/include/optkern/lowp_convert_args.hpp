@@ -12,6 +12,7 @@
 #include <string>
 
 #include "optkern/call_args.hpp"
+#include "optkern/named_reals.hpp"
 
 namespace optkern {
 namespace lowp {
@@ -148,10 +149,10 @@ namespace sig {
 // SWALP's two quantizers' Python signatures, the same in both modules.
 template <class Fixed, class BlockFp> void lowp_grid(pybind11::module_& m, Fixed fixed, BlockFp block_fp) {
   using pybind11::arg;
-  m.def("lowp_quantize_fixed_point", fixed, arg("x"), arg("out"), arg("bits"), arg("frac"), arg("stochastic"),
+  def_named(m, "lowp_quantize_fixed_point", fixed, arg("x"), arg("out"), arg("bits"), arg("frac"), arg("stochastic"),
         arg("seed"), arg("stream"), arg("offset"),
         "SWALP's fixed point <bits, frac>: x -> out (may be x), stochastic or nearest-even rounding.");
-  m.def("lowp_quantize_block_fp", block_fp, arg("x"), arg("out"), arg("bits"), arg("block"), arg("stochastic"),
+  def_named(m, "lowp_quantize_block_fp", block_fp, arg("x"), arg("out"), arg("bits"), arg("block"), arg("stochastic"),
         arg("seed"), arg("stream"), arg("offset"),
         "SWALP's block floating point (one exponent per block, 0: whole array): x -> out (may be x).");
 }
@@ -162,13 +163,13 @@ template <class ToHalf, class FromHalf, class Quantize, class Dequantize>
 void lowp_convert(pybind11::module_& m, ToHalf to_half, FromHalf from_half, Quantize quantize,
                   Dequantize dequantize) {
   using pybind11::arg;
-  m.def("lowp_to_half", to_half, arg("x"), arg("out"), arg("dtype"), arg("stochastic"), arg("seed"), arg("stream"),
+  def_named(m, "lowp_to_half", to_half, arg("x"), arg("out"), arg("dtype"), arg("stochastic"), arg("seed"), arg("stream"),
         arg("offset"), "float32 x -> bfloat16/float16 bits in uint16 out (nearest even, or stochastic rounding).");
   m.def("lowp_from_half", from_half, arg("x"), arg("out"), arg("dtype"),
         "bfloat16/float16 bits (uint16 x) -> float32 out, exact.");
-  m.def("lowp_quantize_blockwise", quantize, arg("x"), arg("codes"), arg("scales"), arg("block"),
+  def_named(m, "lowp_quantize_blockwise", quantize, arg("x"), arg("codes"), arg("scales"), arg("block"),
         "Blockwise dynamic 8-bit quantization of float32 x (rules/lowp.hpp).");
-  m.def("lowp_dequantize_blockwise", dequantize, arg("codes"), arg("scales"), arg("out"), arg("block"),
+  def_named(m, "lowp_dequantize_blockwise", dequantize, arg("codes"), arg("scales"), arg("out"), arg("block"),
         "Inverse of lowp_quantize_blockwise.");
 }
 

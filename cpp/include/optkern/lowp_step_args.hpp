@@ -20,6 +20,7 @@
 #include "optkern/call_args.hpp"
 #include "optkern/dtype_checks.hpp"
 #include "optkern/lowp_storage.hpp"
+#include "optkern/named_reals.hpp"
 #include "optkern/rules/optim.hpp"
 #include "optkern/scalar_checks.hpp"
 #include "optkern/signatures_optim.hpp"
@@ -283,7 +284,7 @@ namespace sig {
 // one module adds (CUDA: found_inf).
 template <class F, class... Extra> void lowp_step(pybind11::module_& m, F f, const char* doc, Extra... extra) {
   using pybind11::arg;
-  m.def("lowp_step", f, arg("rule"), arg("scalars"), arg("flags"), arg("params"), arg("grads"), arg("masters"),
+  def_named(m, "lowp_step", f, arg("rule"), arg("scalars"), arg("flags"), arg("params"), arg("grads"), arg("masters"),
         arg("states"), arg("scales"), arg("param_dtype"), arg("state_dtype"), arg("stochastic"), arg("seed"),
         arg("step"), arg("block"), arg("grad_scale") = pybind11::none(), arg("bases") = pybind11::none(), extra...,
         doc);

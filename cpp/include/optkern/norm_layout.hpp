@@ -4,11 +4,37 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <cfloat>
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
 
+#include "optkern/scalar_checks.hpp"
+
 namespace optkern {
+
+// The forwards' eps (row norms, channel statistics), checked before anything is read: > 0 and
+// finite, and where the statistics are float32 (`f32_stats`: float32 and half x) finite and
+// nonzero there, as the Python layer checks it (norm/_common.py: _eps, the same messages). NaN
+// wrote NaN into every output; inf (torch takes it: rstd 0, y = bias, zero input gradients) and an
+// eps past float32's max became inf in the row kernels (y = bias) but not in the channel ones,
+// which add it in double (y ~ 1e-20 x); one that rounds to 0 in float32 divides a constant row by
+// a zero variance. Refused, as a hyper-parameter not finite in the arrays' dtype is.
+inline void check_norm_eps(double eps, bool f32_stats) {
+  if (!std::isfinite(eps)) throw pybind11::value_error("eps: must be finite, got " + checks::repr(eps));
+  if (!(eps > 0.0)) throw pybind11::value_error("eps: must be > 0, got " + checks::repr(eps));
+  if (!f32_stats) return;
+  // (the largest double that rounds to a finite float32: FLT_MAX plus half its last step, less one ulp)
+  static const double kMaxRounded = std::nextafter(double(FLT_MAX) + std::ldexp(1.0, 103), 0.0);
+  if (eps > kMaxRounded)
+    throw pybind11::value_error("eps: " + checks::repr(eps) + " overflows float32 (the statistics' dtype); at most " +
+                                checks::repr(double(FLT_MAX)));
+  if (static_cast<float>(eps) == 0.0f)
+    throw pybind11::value_error("eps: " + checks::repr(eps) +
+                                " rounds to 0 in float32 (the statistics' dtype); the smallest usable value is " +
+                                checks::repr(double(std::nextafter(0.0f, 1.0f))));
+}
 
 // The product of `sizes` (each >= 0), or -1 where it passes int64. A product that wrapped could
 // equal an array's size and pass the check against it: channel_stats with N = 2, C = 2,

@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -116,6 +117,56 @@ template <class Name> double real(const Real& r, const Name& name) {
   throw py::type_error(name_of(name) + ": expected a real number, got " + type_name(r.given));
 }
 
+// An integer argument as given (see the caster below): pybind11's integer casters refused a float,
+// a NumPy float or an int past the C type with their generic "incompatible function arguments"
+// TypeError, naming no argument, and took True as 1 (a seed, a block size, a row count).
+struct Int {
+  py::object given;
+};
+
+// `i` as a T (an integer C type), as the Python layer's check takes it (optkern/_scalars.py:
+// `integer`, the same messages): an int or anything with __index__ (a NumPy integer); a bool, as
+// there, or a non-integer (a float, integral or not: pybind11 refused those too) a TypeError
+// naming `name`; a value outside T's range a ValueError naming it, before the function runs. The
+// range the function needs (>= 1, <= a size) stays the function's.
+template <class T, class Name> T integer(const Int& i, const Name& name) {
+  static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) <= sizeof(long long));
+  PyObject* o = i.given.ptr();
+  if (PyBool_Check(o) || Py_TYPE(o) == numpy_bool_type())
+    throw py::type_error(name_of(name) + ": expected an integer, got bool");
+  py::object v = i.given;
+  if (!PyLong_Check(o)) {
+    if (!PyIndex_Check(o)) throw py::type_error(name_of(name) + ": expected an integer, got " + type_name(i.given));
+    v = py::reinterpret_steal<py::object>(PyNumber_Index(o));
+    if (!v) throw py::error_already_set();
+  }
+  using L = std::numeric_limits<T>;
+  const auto out_of_range = [&](bool below) {
+    const std::string bound = below ? std::to_string(L::min()) : std::to_string(L::max());
+    return py::value_error(name_of(name) + ": must be " + (below ? ">= " : "<= ") + bound + ", got " +
+                           py::repr(v).cast<std::string>());
+  };
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (x == -1 && PyErr_Occurred()) throw py::error_already_set();
+  if (overflow < 0 || (overflow == 0 && std::is_unsigned_v<T> && x < 0)) throw out_of_range(true);
+  if (overflow > 0) {  // (past long long: only an unsigned 64-bit T may still hold it)
+    if constexpr (std::is_unsigned_v<T> && sizeof(T) == sizeof(unsigned long long)) {
+      const unsigned long long u = PyLong_AsUnsignedLongLong(v.ptr());
+      if (!(u == static_cast<unsigned long long>(-1) && PyErr_Occurred())) return T(u);
+      PyErr_Clear();
+    }
+    throw out_of_range(false);
+  }
+  if constexpr (std::is_signed_v<T>) {
+    if (x < static_cast<long long>(L::min())) throw out_of_range(true);
+    if (x > static_cast<long long>(L::max())) throw out_of_range(false);
+  } else if (static_cast<unsigned long long>(x) > static_cast<unsigned long long>(L::max())) {
+    throw out_of_range(false);
+  }
+  return T(x);
+}
+
 // A real argument's whole check: `r` converted by name (real) and in `range` (check_real).
 template <class Name> double real_in(const Name& name, const Real& r, const Range& range) {
   const double v = real(r, name);
@@ -148,6 +199,16 @@ template <> struct type_caster<optkern::checks::Real> {
     return true;
   }
   static handle cast(const optkern::checks::Real& r, return_value_policy, handle) { return r.given.inc_ref(); }
+};
+// An Int takes any object (shown as pybind11 shows an integer, so signatures and stubs stay as they
+// were); checks::integer converts it to the function's integer type, naming the argument.
+template <> struct type_caster<optkern::checks::Int> {
+  PYBIND11_TYPE_CASTER(optkern::checks::Int, make_caster<int64_t>::name);
+  bool load(handle src, bool) {
+    value.given = reinterpret_borrow<object>(src);
+    return true;
+  }
+  static handle cast(const optkern::checks::Int& i, return_value_policy, handle) { return i.given.inc_ref(); }
 };
 }  // namespace detail
 }  // namespace pybind11

@@ -48,7 +48,7 @@ template <class Fwd, class Bwd> void norm_rows(py::module_& m, Fwd row_norm_forw
   def_named(m, "row_norm_forward", row_norm_forward, arg("x"), arg("weight"), arg("bias"), arg("out"), arg("mean"),
         arg("rstd"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"), arg("eps"), arg("rms"),
         "Layer / group / instance / RMS norm forward over rows of x (see cpp/norm_rows.cpp for the layout).");
-  m.def("row_norm_backward", row_norm_backward, arg("dy"), arg("x"), arg("weight"), arg("mean"), arg("rstd"),
+  def_named(m, "row_norm_backward", row_norm_backward, arg("dy"), arg("x"), arg("weight"), arg("mean"), arg("rstd"),
         arg("dx"), arg("dweight"), arg("dbias"), arg("rows"), arg("groups"), arg("group_channels"), arg("spatial"),
         arg("rms"), "Backward of row_norm_forward: dx, and dweight / dbias when given.");
 }
@@ -94,7 +94,7 @@ void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward
         "batch, after every argument is checked. training: mean and rstd are x's batch statistics "
         "(channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo): lo, "
         "channel_stats' (training only), or computed from x again where None.");
-  m.def("channel_norm_backward", channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
+  def_named(m, "channel_norm_backward", channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
         arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
         arg("lo") = py::none(),
         "Batch-norm backward: dx (batch statistics when training, fixed ones otherwise), dweight, dbias. "
@@ -102,23 +102,23 @@ void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward
 }
 
 template <class Fwd, class Bwd> void norm_weight(py::module_& m, Fwd weight_norm_forward, Bwd weight_norm_backward) {
-  m.def("weight_norm_forward", weight_norm_forward, arg("v"), arg("g"), arg("out"), arg("norm"), arg("rows"),
+  def_named(m, "weight_norm_forward", weight_norm_forward, arg("v"), arg("g"), arg("out"), arg("norm"), arg("rows"),
         arg("M"), "out[r] = g[r] v[r] / ||v[r]|| for v viewed as (rows, M); norm[r] = ||v[r]||.");
-  m.def("weight_norm_backward", weight_norm_backward, arg("dw"), arg("v"), arg("g"), arg("norm"), arg("dv"),
+  def_named(m, "weight_norm_backward", weight_norm_backward, arg("dw"), arg("v"), arg("g"), arg("norm"), arg("dv"),
         arg("dg"), arg("rows"), arg("M"), "Gradients of weight_norm_forward with respect to v and g.");
 }
 
 template <class Fwd, class Bwd> void norm_rop(py::module_& m, Fwd norm_rop_fwd, Bwd norm_rop_bwd) {
-  m.def("norm_rop_fwd", norm_rop_fwd, arg("h"), arg("mean"), arg("rstd"), arg("rh"), arg("weight"),
+  def_named(m, "norm_rop_fwd", norm_rop_fwd, arg("h"), arg("mean"), arg("rstd"), arg("rh"), arg("weight"),
         arg("vweight"), arg("vbias"), arg("ry"), arg("rxhat"), arg("m_xrh"), arg("axis"),
         "R-forward of batch norm (axis 0) / layer norm (axis 1) on (N, D): R{y}, R{xhat}, mean(xhat R{h}).");
-  m.def("norm_rop_bwd", norm_rop_bwd, arg("h"), arg("mean"), arg("rstd"), arg("dy"), arg("rdy"), arg("weight"),
+  def_named(m, "norm_rop_bwd", norm_rop_bwd, arg("h"), arg("mean"), arg("rstd"), arg("dy"), arg("rdy"), arg("weight"),
         arg("vweight"), arg("rxhat"), arg("m_xrh"), arg("dh"), arg("rdh"), arg("rdweight"), arg("rdbias"),
         arg("axis"), "Backward and its R-operator: dh, R{dh}, R{dweight}, R{dbias}.");
 }
 
 template <class Orth> void linalg(py::module_& m, Orth lanczos_orthogonalize) {
-  m.def("lanczos_orthogonalize_", lanczos_orthogonalize, arg("Q"), arg("k"), arg("w"), arg("coeffs"),
+  def_named(m, "lanczos_orthogonalize_", lanczos_orthogonalize, arg("Q"), arg("k"), arg("w"), arg("coeffs"),
         arg("passes") = 2,
         "Orthogonalize w against rows Q[:k] twice (CGS2; once with passes=1, enough for a w already "
         "orthogonal to Q[:k] to about sqrt(eps)), normalize it in place and return its norm before "
@@ -129,7 +129,7 @@ template <class Orth> void linalg(py::module_& m, Orth lanczos_orthogonalize) {
 
 // (The CPU module's: the GPU takes the vectors one by one through lanczos_orthogonalize_, the same bits.)
 template <class Rows> void linalg_rows(py::module_& m, Rows lanczos_orthogonalize_rows) {
-  m.def("lanczos_orthogonalize_rows_", lanczos_orthogonalize_rows, arg("Q"), arg("k"), arg("W"), arg("coeffs"),
+  def_named(m, "lanczos_orthogonalize_rows_", lanczos_orthogonalize_rows, arg("Q"), arg("k"), arg("W"), arg("coeffs"),
         arg("betas"), arg("passes") = 2,
         "lanczos_orthogonalize_ for each row W[v] of a (b, n) block, reading Q[:k] once for the block: "
         "each row is orthogonalized against Q[:k] (not against the other rows) and normalized in place, "
@@ -140,7 +140,7 @@ template <class Rows> void linalg_rows(py::module_& m, Rows lanczos_orthogonaliz
 
 // (The CPU module's: the GPU orthonormalizes row by row through lanczos_orthogonalize_, the same bits.)
 template <class Orth> void orthonormal(py::module_& m, Orth orthonormalize_rows) {
-  m.def("orthonormalize_rows_", orthonormalize_rows, arg("Q"), arg("sines"), arg("max_passes") = 3,
+  def_named(m, "orthonormalize_rows_", orthonormalize_rows, arg("Q"), arg("sines"), arg("max_passes") = 3,
         "The rows of Q (r, n) made orthonormal in place, in order: row i normalized, then CGS2 passes of "
         "lanczos_orthogonalize_ against Q[:i] (at most max_passes) while a pass leaves less than half of "
         "it; a row left zero, or still cancelling after them, is zeroed (in the span of the rows before). "

@@ -39,9 +39,9 @@ inline std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> c, std::arr
 
 // The in-place fills `f(out, seed, offset)` of each module, and the raw generator.
 template <class Uniform, class Rademacher> void random(py::module_& m, Uniform uniform_fn, Rademacher rademacher_fn) {
-  m.def("random_uniform_", uniform_fn, arg("out"), arg("seed"), arg("offset"),
+  def_named(m, "random_uniform_", uniform_fn, arg("out"), arg("seed"), arg("offset"),
         "Fill float32/float64 `out` with Philox4x32-10 uniforms in [0, 1) (see philox.hpp).");
-  m.def("random_rademacher_", rademacher_fn, arg("out"), arg("seed"), arg("offset"),
+  def_named(m, "random_rademacher_", rademacher_fn, arg("out"), arg("seed"), arg("offset"),
         "Fill float32/float64 `out` with Philox4x32-10 Rademacher signs (+1/-1).");
   m.def("philox4x32_10", &philox4x32_10, arg("counter"), arg("key"),
         "Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).");

@@ -28,6 +28,14 @@ batch / layer-norm R-operator of ``optkern.nn``. Float32 rows of ``1e7 + N(0, 1)
 few ulps, not half of the mean's ulp times rstd. (Batch and instance norm's eval modes, whose
 fixed running statistics are given, normalize around the rounded mean.)
 
+``eps`` (every forward, and the native ``row_norm_forward`` / ``channel_stats``): > 0 and finite,
+and, where the statistics are float32 (float32 and half input), finite and nonzero in float32;
+anything else is a ValueError naming ``eps`` before anything is written. torch takes any float:
+``eps=inf`` (or one that overflows the statistics' dtype) gives ``rstd = 0``, y = bias and zero
+input gradients (a normalization that normalizes nothing), NaN or a negative eps NaN outputs
+(torch's batch norm refuses ``eps <= 0`` in training only): refused here, as an optimizer's
+hyper-parameter not finite in the arrays' dtype is.
+
 The batch, layer, RMS, group and instance norm forwards and backwards take
 ``out=`` for their big output (``y``, ``dx``): a training loop that passes the
 same buffers every step skips the allocation and, for outputs of tens of MB,

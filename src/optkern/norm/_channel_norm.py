@@ -112,7 +112,7 @@ def batch_norm(
         read-only ones, or ones aliasing each other, weight, bias or x, are valid there; not out).
       training: a bool: batch statistics (True) or running statistics (False).
       momentum: in [0, 1].
-      eps: > 0, added to the variance.
+      eps: > 0 and finite, added to the variance (torch's ``eps=inf`` is refused: see :mod:`optkern.norm`).
       out: optional array to write y into (x's shape, dtype and kind).
 
     Returns:

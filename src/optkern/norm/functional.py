@@ -90,7 +90,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, out=None):
       x: input, C-contiguous; its trailing dims equal ``normalized_shape``.
       normalized_shape: int or tuple of ints.
       weight, bias: optional arrays of shape ``normalized_shape``.
-      eps: > 0, added to the (biased) variance.
+      eps: > 0 and finite, added to the (biased) variance (torch's ``eps=inf`` is refused: see
+        :mod:`optkern.norm`).
       out: optional array to write y into (x's shape, dtype and kind).
 
     Returns:

@@ -31,15 +31,24 @@ def _check_group(g: dict, where: str = "") -> tuple:
     """The group's hyper-parameters, checked; errors name them (inside ``where``, a state dict's group)."""
     n = (lambda k: f"{where}[{k!r}]") if where else (lambda k: k)
     lr = _backend.nonnegative(n("lr"), g["lr"])
-    max_iter = _backend.integer(n("max_iter"), g["max_iter"], lo=1)
-    max_eval = _backend.integer(n("max_eval"), g["max_eval"], lo=1)
+    # (the limits and the history size at most 2**63 - 1: the native calls count the history in int64,
+    # torch's checkpoints hold int64; 2**70 was stored, and its state_dict padded al towards it)
+    top = _backend.INT64_MAX
+    max_iter = _backend.integer(n("max_iter"), g["max_iter"], lo=1, hi=top)
+    max_eval = _backend.integer(n("max_eval"), g["max_eval"], lo=1, hi=top)
     tol_grad = _backend.nonnegative(n("tolerance_grad"), g["tolerance_grad"])
     tol_change = _backend.nonnegative(n("tolerance_change"), g["tolerance_change"])
-    history = _backend.integer(n("history_size"), g["history_size"], lo=1)
+    history = _backend.integer(n("history_size"), g["history_size"], lo=1, hi=top)
     ls = g["line_search_fn"]
     if ls not in (None, "strong_wolfe"):
         raise ValueError(f"{n('line_search_fn')}: expected None or 'strong_wolfe', got {ls!r}")
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
+
+
+def default_max_eval(max_iter) -> int:
+    """torch's default ``max_eval``, ``max_iter * 5 // 4`` from a checked ``max_iter``, held to int64
+    (``max_iter = 2**63 - 1`` must not make a default past the bound that ``max_eval`` is checked to)."""
+    return min(_backend.integer("max_iter", max_iter, lo=1) * 5 // 4, _backend.INT64_MAX)
 
 
 class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
@@ -76,7 +85,7 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
         line_search_fn=None,
     ):
         if max_eval is None:
-            max_eval = _backend.integer("max_iter", max_iter, lo=1) * 5 // 4
+            max_eval = default_max_eval(max_iter)
         group = dict(
             zip(_NAMES, (lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn))
         )

@@ -137,7 +137,7 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         hp = (
             b.positive(n("lr"), g["lr"]),
             b.positive(n("damping"), g["damping"]),
-            b.integer(n("max_cg_iter"), g["max_cg_iter"], lo=1),
+            b.integer(n("max_cg_iter"), g["max_cg_iter"], lo=1, hi=b.INT64_MAX),  # (an int64 count, as torch holds one)
             b.in_range(n("cg_tol"), g["cg_tol"], 0.0, 1.0),
             b.in_range(n("precond_exponent"), g["precond_exponent"], 0.0, 1.0),
             b.in_range(n("warm_start"), g["warm_start"], 0.0, 1.0),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 
-from .. import _backend
 from .._serial import serialized
 from ..optim import _lbfgs_state
 from ..optim import lbfgs as _lbfgs
@@ -65,7 +64,7 @@ class LBFGS(ClosureOptimizer):
         hyper = dict(zip(self._HYPER, (lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size)))
         hyper["line_search_fn"] = line_search_fn
         if max_eval is None:  # torch's default, from a checked max_iter
-            hyper["max_eval"] = _backend.integer("max_iter", max_iter, lo=1) * 5 // 4
+            hyper["max_eval"] = _lbfgs.default_max_eval(max_iter)
         _lbfgs._check_group(host_group(hyper))
         self._setup(params, hyper)
 

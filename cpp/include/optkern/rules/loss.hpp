@@ -31,7 +31,9 @@ template <class T> struct XentHP {
 };
 
 // Loss of one row; writes log p (if logp) and the scaled gradient (if g).
-// A label outside [0, C) gives NaN and writes nothing (callers validate first).
+// A label outside [0, C) gives NaN, and NaN in its row of logp and g: the CPU refuses such labels
+// before any row is written, the GPU cannot (a host check of device labels is a synchronization),
+// and its rows of logp and g were left unwritten -- uninitialized memory returned as results.
 // log p is formed as (z - m) - log s (m the row's max, s = sum e^(z - m)), as torch's log_softmax
 // forms it: z - (m + log s) lost log s to rounding where |m| >> log s (float32 logits [1e8, 1e8]
 // gave log p = [0, 0], loss 0 and gradient [0, 1] for label 0, not log 2 and [-1/2, 1/2]).
@@ -40,7 +42,13 @@ template <class T> struct XentHP {
 template <class T>
 OK_HD T xent_row(const T* z, int64_t C, int64_t y, const XentHP<T>& h, T* logp, T* g) {
   using namespace nnmath;
-  if (y < 0 || y >= C) return T(NAN);
+  if (y < 0 || y >= C) {
+    for (int64_t c = 0; c < C; ++c) {
+      if (logp) logp[c] = T(NAN);
+      if (g) g[c] = T(NAN);
+    }
+    return T(NAN);
+  }
   T m = z[0];
   for (int64_t c = 1; c < C; ++c) m = z[c] > m ? z[c] : m;
   // (sums in double whatever T, as the norm statistics: float32 sums lost digits as C grew, a float32
