@@ -27,6 +27,7 @@
 
 #include "cuda_arrays.hpp"
 #include "optkern/rules/optim.hpp"
+#include "optkern/rules/step_inputs.hpp"
 
 namespace optkern {
 namespace mt {
@@ -271,7 +272,11 @@ template <class Rule, class T> struct RuleOp {
 // the host's Rule::at from the step counters and lr in device memory
 // (counters[0] = steps taken, counters[1] = NAdam's mu_product; null lr: the
 // host's). finish_counters advances them after every block has read them. A nonzero
-// *found_inf (GradScaler) skips the update and leaves the counters.
+// *found_inf (GradScaler) skips the update and leaves the counters; so do counters or
+// an lr the host would refuse (rules/step_inputs.hpp: the CPU's checks, which raise,
+// and these give one verdict). No host reads them (graph capture): the refusal is
+// not reported, but nothing is written (counters = [NaN] or lr = NaN wrote NaN into
+// every param, as torch's capturable steps do).
 template <class Rule> struct DeviceStep {
   typename Rule::Hyper hyper;
   rules::Counters host;     // used when counters is null
@@ -279,7 +284,11 @@ template <class Rule> struct DeviceStep {
   int n_counters;
   const double* lr;         // or null
   const float* found_inf;   // or null
-  __device__ bool skipped() const { return found_inf && *found_inf != 0.0f; }
+  rules::BufferChecks checks;  // what counters and lr must be (sig::buffer_checks)
+  __device__ bool refused() const {
+    return (lr && !rules::lr_buffer_ok(lr[0], checks)) || (counters && !rules::counters_ok(counters, checks, hyper));
+  }
+  __device__ bool skipped() const { return (found_inf && *found_inf != 0.0f) || refused(); }
   __device__ rules::Counters counters_at() const {
     if (!counters) return host;
     return {counters[0] + 1.0, n_counters > 1 ? counters[1] : 1.0};

@@ -8,7 +8,9 @@
 // (`counters` and/or `lr_buffer` given) build it on the device with the same
 // Rule::at from the step counters in device memory and advance them after the
 // update (mt::DeviceRuleOp, mt::finish_counters), so the launches can be
-// captured in a CUDA graph and replayed.
+// captured in a CUDA graph and replayed. Their counters and lr_buffer, which the
+// CPU checks as read, are checked by the kernels (mt::DeviceStep::refused): a
+// value the CPU refuses skips the step, unreported (nothing synchronizes).
 #include <pybind11/pybind11.h>
 
 #include <array>
@@ -33,8 +35,9 @@ class StepArgs {
     a.ready(/*always_launch=*/counters_ != nullptr);  // the counters advance even for empty lists
   }
 
-  template <class T, class Rule> rules::Counters run(const typename Rule::Hyper& h) const {
-    return a_.apply_rule<T>(mt::DeviceStep<Rule>{h, host_, counters_, n_, lr_, found_inf_});
+  template <class T, class Rule>
+  rules::Counters run(const typename Rule::Hyper& h, const rules::BufferChecks& checks) const {
+    return a_.apply_rule<T>(mt::DeviceStep<Rule>{h, host_, counters_, n_, lr_, found_inf_, checks});
   }
 
  private:
@@ -66,7 +69,8 @@ struct CudaOptim {
     dispatch_float(a.dtype(), [&](auto z) {
       using T = decltype(z);
       sig::check_in_dtype<D>(st, sizeof(T), a.count());  // (the lists checked, nothing launched yet)
-      sig::with_rule<D, T>(present, [&](auto rule) { next = s.run<T, typename decltype(rule)::type>(h); });
+      const rules::BufferChecks checks = sig::buffer_checks<D>(st, sizeof(T), a.count());
+      sig::with_rule<D, T>(present, [&](auto rule) { next = s.run<T, typename decltype(rule)::type>(h, checks); });
     });
     return next;
   }

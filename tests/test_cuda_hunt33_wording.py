@@ -95,8 +95,10 @@ def _replaced_param_error(xp, other):
 
 def test_a_param_replaced_by_the_other_kind_is_named_as_on_the_cpu():
     # (the Python copy named the grad: "grads[1]: expected a numpy.ndarray, got cupy.ndarray")
-    assert _replaced_param_error(cp, np.asarray) == "params[1]: expected a cupy.ndarray, got numpy.ndarray"
-    assert _replaced_param_error(np, cp.asarray) == "params[1]: expected a numpy.ndarray, got cupy.ndarray"
+    # (named by group and place since be043ef0: the optimizer has two groups)
+    where = "param_groups[1]['params'][0]"
+    assert _replaced_param_error(cp, np.asarray) == f"{where}: expected a cupy.ndarray, got numpy.ndarray"
+    assert _replaced_param_error(np, cp.asarray) == f"{where}: expected a numpy.ndarray, got cupy.ndarray"
 
 
 def test_a_step_over_numpy_and_cupy_groups_checks_both_before_writing():

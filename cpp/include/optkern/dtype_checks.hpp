@@ -58,7 +58,7 @@ void check_in_dtype(const Name& name, double v, unsigned how, size_t itemsize, c
     throw py::value_error(name_of(name) + ": " + repr(v) + why);
   };
   const auto dtn = [f32] { return std::string(f32 ? "float32" : "float64"); };
-  if (!std::isfinite(r)) fail(" is not finite in " + dtn() + " (" + whose + ")");
+  if (!finite_in(v, f32)) fail(" is not finite in " + dtn() + " (" + whose + ")");
   if ((how & kScale & ~kRounded) && std::fabs(v) > scale_bound(f32))
     fail(" is above " + format("{:.4g}", scale_bound(f32)) + " (" + dtn() + "'s max ** (1/4)), the largest value a " +
          dtn() + " step keeps finite");

@@ -13,26 +13,11 @@
 #include <type_traits>
 
 #include "optkern/call_args.hpp"
+#include "optkern/ranges.hpp"
 
 namespace optkern {
 namespace checks {
 namespace py = pybind11;
-
-// A real argument's range: finite, and in [lo, hi], an end open where asked (an infinite end is
-// always open: infinities are never allowed).
-struct Range {
-  double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
-  bool lo_open = true, hi_open = true;
-};
-inline constexpr double kInf = std::numeric_limits<double>::infinity();
-inline constexpr Range kFinite{};                           // any finite value
-inline constexpr Range kNonnegative{0.0, kInf, false, true};  // [0, inf)
-inline constexpr Range kPositive{0.0, kInf, true, true};      // (0, inf)
-inline constexpr Range kUnit{0.0, 1.0, false, false};         // [0, 1]
-inline constexpr Range kBelowOne{0.0, 1.0, false, true};      // [0, 1): a beta
-inline constexpr Range kAboveZeroToOne{0.0, 1.0, true, false};  // (0, 1]: a 1 - beta, a bias correction
-// The entry of a bool argument in a table of ranges (bools are checked by `flag`).
-inline constexpr Range kFlag{};
 
 inline std::string repr(double v) { return py::repr(py::float_(v)).cast<std::string>(); }
 
@@ -42,25 +27,17 @@ template <class Name> std::string name_of(const Name& name) {
   else return std::string(name);
 }
 
-inline bool within(double v, const Range& r) {
-  return std::isfinite(v) && !(v < r.lo || (r.lo_open && v == r.lo) || v > r.hi || (r.hi_open && v == r.hi));
-}
-
 // ValueError naming `name` unless `v` is finite and in `r` (the Python layer's in_range message).
 template <class Name> void check_real(const Name& name, double v, const Range& r) {
   if (within(v, r)) return;
-  if (!std::isfinite(v)) throw py::value_error(name_of(name) + ": must be finite, got " + repr(v));
+  if (!finite(v)) throw py::value_error(name_of(name) + ": must be finite, got " + repr(v));
   throw py::value_error(name_of(name) + ": must be in " + (r.lo_open ? "(" : "[") + repr(r.lo) + ", " + repr(r.hi) +
                         (r.hi_open ? ")" : "]") + ", got " + repr(v));
 }
 
-// A step count as the rules take it (a double): an integer from 1 to 2**53, where doubles stop
-// counting exactly (the Python layer's bound, optim/_state_checks._MAX_STEP). Step 0 made every
-// bias correction 1 - beta^0 = 0, and the step divided by it.
+// ValueError naming `name` unless `v` is a step count (is_step: an integer in [1, 2**53]).
 inline void check_step(const char* name, double v) {
-  constexpr double kMaxStep = 9007199254740992.0;  // 2**53
-  if (!(v >= 1.0 && v <= kMaxStep && v == std::floor(v)))
-    throw py::value_error(std::string(name) + ": must be an integer in [1, 2**53], got " + repr(v));
+  if (!is_step(v)) throw py::value_error(std::string(name) + ": must be an integer in [1, 2**53], got " + repr(v));
 }
 
 // A bool argument as given (see the caster below): pybind11's bool conversion read None as False

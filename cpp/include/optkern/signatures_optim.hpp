@@ -228,7 +228,9 @@ inline const char* const kCapturableDoc =
     "`step`/`mu_product` are ignored) and advanced on the device after the update, and `lr_buffer` (None, or one "
     "float64 element there replacing `lr`), and `found_inf` (None, or one float32 element there: when nonzero the "
     "step writes nothing and the counters stay, GradScaler's skipped step). Nothing is synchronized: the launches "
-    "can be captured in a CUDA graph.";
+    "can be captured in a CUDA graph. The CPU reads `counters` and `lr_buffer` and refuses a bad value (ValueError, "
+    "nothing written); on CuPy the kernels apply the same checks and a value the CPU refuses makes the step write "
+    "nothing, counters included, unreported (no host reads the device's values).";
 
 // m.def(name, f, <names>..., <extra>..., doc) for a tuple of argument names.
 template <class F, class Names, class... Extra>

@@ -12,6 +12,7 @@
 
 #include "optkern/dtype_checks.hpp"
 #include "optkern/rules/optim.hpp"
+#include "optkern/rules/step_inputs.hpp"
 #include "optkern/scalar_checks.hpp"
 
 namespace optkern {
@@ -34,7 +35,8 @@ struct Step {
 // NAdam's mu_product: a product of momentum factors in [0, 1), 1 before the first step -- or up to a
 // float32 ulp above 1: optkern.torch hands float64 params under torch's float32 state the pre-image
 // float32(1 * mu) / mu of torch's float32 product (torch/adam.py's _rule_mu_product), 1.0000000156.
-inline constexpr checks::Range kMuProduct{0.0, 1.0 + 0x1p-23, false, false};
+// (rules/step_inputs.hpp: one predicate for this check and a capturable CUDA step's kernels.)
+inline constexpr checks::Range kMuProduct = rules::mu_product_range();
 
 // mu_product checked against kMuProduct and, above 1, against the step it starts (hyper-parameters
 // h, step t): the adapter's pre-image times mu_t gives back torch's float32 product, below 1; a
@@ -42,11 +44,12 @@ inline constexpr checks::Range kMuProduct{0.0, 1.0 + 0x1p-23, false, false};
 // params backwards (1.0 -> -11183 at mu_product = 1 + 2**-23, beta1 = 1 - 2**-24).
 inline void check_mu_product(const char* name, double mu_product, const rules::NAdamHyper& h, double t) {
   checks::check_real(name, mu_product, kMuProduct);
-  const double prod = rules::mul_rn(mu_product, rules::NAdam<double>::mu_at(h, t));
-  if (mu_product > 1.0 && !(float(prod) < 1.0f))
+  if (!rules::mu_product_starts(mu_product, h, t)) {
+    const double prod = rules::mul_rn(mu_product, rules::NAdam<double>::mu_at(h, t));
     throw py::value_error(std::string(name) + ": above 1 only where the product of this step, mu_product * mu_t, " +
                           "stays below 1 in float32 (it is " + checks::repr(prod) + "), got " +
                           checks::repr(mu_product));
+  }
 }
 
 // The index of hyper-parameter `name` in D's arguments, or none (their count).
@@ -109,7 +112,7 @@ template <class D> void check_in_dtype(const Step& st, size_t itemsize, size_t a
 }
 
 // A capturable call's lr as read from its lr_buffer (CPU: the host can read it; CUDA's stays on the
-// device, unread, for graph capture) checked as the first hyper-parameter it replaces (the lr; the
+// device, checked by the kernels: buffer_checks) checked as the first hyper-parameter it replaces (the lr; the
 // given-scalar steps' step_size, c_grad): its range and finite in the dtype its rule rounds it to.
 // Not a user lr's scale bound: ZeRO AdaGrad-Norm hands sgd its derived rate lr / b there, finite but
 // above that bound where b0 is small (optim/adagrad.py).
@@ -121,13 +124,20 @@ template <class D> void check_lr_buffer(double lr, const Step& st, size_t itemsi
                          f32 ? kFloat32Lr : "the arrays' dtype");
 }
 
-// A capturable CPU call's counters as read (CUDA's stay on the device, unread, for graph capture):
+// A capturable CPU call's counters as read (CUDA's stay on the device, read by its kernels only):
 // the step they make, counters[0] + 1, checked as a host step (check_step), and NAdam's counters[1]
 // as a host mu_product (check_mu_product), before anything is written: counters = [NaN] wrote NaN
 // into every param, and [-1] (step 0) divided by a bias correction of 0.
 template <class D> void check_counters(const double* counters, const typename D::Hyper& h) {
   if constexpr (D::kCounters >= 1) checks::check_step("counters[0] + 1 (this step)", counters[0] + 1.0);
   if constexpr (D::kCounters == 2) check_mu_product("counters[1] (mu_product)", counters[1], h, counters[0] + 1.0);
+}
+
+// check_lr_buffer's and check_counters' verdicts as a capturable CUDA step's kernels give them,
+// where no host reads the buffers (rules/step_inputs.hpp): D's lr range, the dtype check_lr_buffer
+// rounds the lr to (none without arrays), and the counters D's rule reads.
+template <class D> rules::BufferChecks buffer_checks(const Step& st, size_t itemsize, size_t arrays) {
+  return {D::ranges[0], arrays > 0 && (itemsize < 8 || float32_operand<D>(st.reals, 0)), D::kCounters};
 }
 
 }  // namespace sig
