@@ -5,6 +5,10 @@ the results are NumPy's eigh's, checked against eigvalsh and the eigen-equation 
 
 from __future__ import annotations
 
+import ctypes
+import sys
+import threading
+
 import numpy as np
 import pytest
 import scipy.sparse.linalg as sla
@@ -18,8 +22,10 @@ needs_pool = pytest.mark.skipif(POOL is None, reason="no OpenBLAS entry point fo
 
 
 @pytest.fixture
-def two_threads():
-    """The pool at two threads (as OPENBLAS_NUM_THREADS unset on this 2-core VM), restored after."""
+def two_threads(monkeypatch):
+    """The pool at two threads (as OPENBLAS_NUM_THREADS unset on this 2-core VM), restored after; this
+    the only Python thread as far as ``_eigh`` can tell (another test may have left one running)."""
+    monkeypatch.setattr(_eigh.threading, "active_count", lambda: 1)
     was = POOL[0]()
     POOL[1](2)
     yield
@@ -39,10 +45,58 @@ def test_results_are_eighs(m):
         assert np.abs(S.T @ S - np.eye(m)).max() <= 50 * m * EPS
 
 
-@needs_pool
+def _numpy_blas() -> str:
+    deps = np.show_config(mode="dicts").get("Build Dependencies", {})
+    return str(deps.get("blas", {}).get("name", ""))
+
+
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and "openblas" in _numpy_blas()), reason="NumPy is not built on OpenBLAS"
+)
 def test_pool_is_found_on_this_numpy():
-    # (this VM's NumPy bundles scipy-openblas: the entry point must be found, or the fix is a no-op here)
-    assert POOL[0]() >= 1
+    # (a NumPy on OpenBLAS under Linux: the entry point must be found, and be NumPy's own library,
+    # or the fix is a no-op)
+    assert POOL is not None and POOL[0]() >= 1
+    with open("/proc/self/maps") as f:
+        own = [ln.split()[-1] for ln in f if "numpy.libs" in ln and "openblas" in ln.lower()]
+    if own:  # (a wheel's bundled copy: the pool found must be that library's)
+        lib = ctypes.CDLL(own[0])
+        get = next(getattr(lib, g) for g, _ in _eigh._NAMES if hasattr(lib, g))
+        get.restype = ctypes.c_int
+        was = POOL[0]()
+        POOL[1](1)
+        try:
+            assert get() == 1
+        finally:
+            POOL[1](was)
+
+
+@needs_pool
+def test_pool_left_alone_while_other_threads_run(monkeypatch):
+    """Another Python thread's BLAS products would round differently on one thread: with one running
+    the pool is not touched."""
+    seen = []
+    real = np.linalg.eigh
+
+    def spy(H):
+        seen.append(POOL[0]())
+        return real(H)
+
+    was = POOL[0]()
+    POOL[1](2)
+    try:
+        monkeypatch.setattr(np.linalg, "eigh", spy)
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait)
+        t.start()
+        try:
+            _eigh.eigh(np.eye(20))
+        finally:
+            stop.set()
+            t.join()
+        assert seen == [2]
+    finally:
+        POOL[1](was)
 
 
 @needs_pool

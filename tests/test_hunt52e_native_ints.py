@@ -63,6 +63,7 @@ def test_the_probe_sees_the_entry_points():
         (1.5, "float"),
         (2.0, "float"),
         (np.float64(3.0), "numpy.float64"),
+        (np.array(5.0), "numpy.ndarray"),  # (has __index__, which refuses: named too)
         ("1", "str"),
         (None, "NoneType"),
         (True, "bool"),

@@ -115,7 +115,10 @@ template <class T, class Name> T integer(const Int& i, const Name& name) {
   if (!PyLong_Check(o)) {
     if (!PyIndex_Check(o)) throw py::type_error(name_of(name) + ": expected an integer, got " + type_name(i.given));
     v = py::reinterpret_steal<py::object>(PyNumber_Index(o));
-    if (!v) throw py::error_already_set();
+    if (!v) {  // (a float 0-d array or tensor has __index__ and refuses: name the argument, as for a float)
+      PyErr_Clear();
+      throw py::type_error(name_of(name) + ": expected an integer, got " + type_name(i.given));
+    }
   }
   using L = std::numeric_limits<T>;
   const auto out_of_range = [&](bool below) {

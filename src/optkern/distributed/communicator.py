@@ -70,7 +70,12 @@ class Communicator(Transport):
     ``no_comm.WAIT_S`` seconds). ``MPI.COMM_NULL`` is refused on its own rank only (a rank left
     out of a ``Split``: the others' communicator is not its own). The headers travel in a duplicate
     of ``comm`` (:mod:`.private`, made at its first header), so the caller's own mpi4py calls on
-    ``comm`` between two of these never meet one a refusal left pending.
+    ``comm`` between two of these never meet one a refusal left pending. That duplicate is a
+    second MPI context id per wrapped communicator (MPICH has ~2,000): ``Free()`` the
+    communicators a program splits repeatedly, and the duplicate goes with each. A rank that
+    refused holds its refusal until every rank of ``COMM_WORLD`` has heard it: its next
+    call in any communicator of more than one rank waits for the others' next exchange in
+    ``COMM_WORLD`` (without a time limit), so that no later header meets the stale one.
     """
 
     def __init__(

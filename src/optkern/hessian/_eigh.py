@@ -12,14 +12,20 @@ place: within a cluster of equal-to-rounding Ritz values it returned other eigen
 divide and conquer, whose deflation isolates the converged ones, and the residual estimates of a zero
 eigenvalue with many copies stayed 1e2-1e5 larger: +22 % products, 52nd session, h302.)
 
-The setting is the process's: another thread's BLAS call in that window runs on one thread too (slower,
-never wrong); each call restores the count it found.
+The setting is the process's, and OpenBLAS's products are bitwise repeatable only at a fixed thread
+count: another Python thread's BLAS call in that window would run on one thread and could round
+differently. So the pool is pinned only while this is the process's only Python thread (the common
+case); with other threads running, NumPy's eigh runs as it is. Each call restores the count it found.
+The library is NumPy's own where it can be told (under ``numpy.libs``, or the ILP64 ``64_`` entry
+points NumPy's wheels use), not another extension's OpenBLAS that happens to be loaded too.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
+import threading
 
 import numpy as np
 
@@ -35,9 +41,12 @@ def _pool():
     """``(get, set)`` of the loaded OpenBLAS's thread count, or None where none is found (read once)."""
     try:
         with open("/proc/self/maps") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
+            found = {ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln}
     except OSError:
         return None
+    # (NumPy's bundled copy first: another extension may load the system OpenBLAS beside it)
+    own = os.path.dirname(os.path.dirname(np.__file__)) + os.sep + "numpy.libs" + os.sep
+    paths = sorted(found, key=lambda p: (not p.startswith(own), p))
     for path in paths:
         try:
             lib = ctypes.CDLL(path)  # (the loaded copy: dlopen of a loaded library returns it)
@@ -54,8 +63,10 @@ def _pool():
 
 def eigh(H) -> tuple[np.ndarray, np.ndarray]:
     """``np.linalg.eigh(H)`` (eigenvalues ascending, eigenvectors as columns) with the BLAS pool at one thread."""
-    pool = _pool()
-    was = pool[0]() if pool is not None else 1
+    pool = _pool() if threading.active_count() == 1 else None
+    if pool is None:
+        return np.linalg.eigh(H)
+    was = pool[0]()
     if was <= 1:
         return np.linalg.eigh(H)
     pool[1](1)
