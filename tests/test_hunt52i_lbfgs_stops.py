@@ -9,43 +9,18 @@ func_evals must equal torch's (points to 1e-10 relative)."""
 import numpy as np
 import pytest
 
-from optkern import optim
+from test_lbfgs import rosen, rosen_grad
+from test_lbfgs import run_pair as _run_pair
 
 torch = pytest.importorskip("torch")
 
 
-def rosen(x, scale):
-    a, b = x[:-1], x[1:]
-    loss = scale * float(np.sum(100.0 * (b - a * a) ** 2 + (1.0 - a) ** 2))
-    g = np.zeros_like(x)
-    g[:-1] += -400.0 * a * (b - a * a) - 2.0 * (1.0 - a)
-    g[1:] += 200.0 * (b - a * a)
-    return loss, scale * g
-
-
 def run_pair(scale, **hp):
+    """One step of each from test_lbfgs's start on Rosenbrock's function times ``scale``: the points
+    each closure saw and the two states."""
     x0 = np.array([-1.2, 1.0, 0.3, -0.4, 0.9])
-    xt = torch.tensor(x0.copy(), requires_grad=True)
-    topt = torch.optim.LBFGS([xt], **hp)
-    seen_t, seen_o = [], []
-
-    def tclosure():
-        p = xt.detach().numpy().copy()
-        seen_t.append(p)
-        loss, g = rosen(p, scale)
-        xt.grad = torch.tensor(g)
-        return torch.tensor(loss, dtype=torch.float64)
-
-    x = x0.copy()
-    opt = optim.LBFGS([x], **hp)
-
-    def oclosure():
-        seen_o.append(x.copy())
-        return rosen(x, scale)
-
-    topt.step(tclosure)
-    opt.step(oclosure)
-    return seen_t, seen_o, topt.state[xt], opt.state
+    seen_t, seen_o, ts, os_ = _run_pair(lambda x: (scale * rosen(x), scale * rosen_grad(x)), x0, 1, **hp)[:4]
+    return seen_t, seen_o, ts, os_
 
 
 def check_same(seen_t, seen_o, ts, os_, max_iter):
