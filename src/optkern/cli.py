@@ -169,8 +169,8 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=whole_option,
         default=1,
-        help="CPU threads for optkern and BLAS (default 1: fastest for this small network, and "
-        "steady timings on a busy machine)",
+        help="CPU threads for optkern and BLAS (BLAS at most one per core: its threads spin; default 1: "
+        "fastest for this small network, and steady timings on a busy machine)",
     )
     s.add_argument(
         "--jobs",

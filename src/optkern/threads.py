@@ -91,6 +91,20 @@ def _count(n) -> int:
     return _backend.integer("n", n, 1, MAX_THREADS)
 
 
+def blas_threads(n: int) -> int:
+    """The OpenBLAS threads ``limit_threads(n)`` sets: ``n``, at most the CPUs of this process.
+
+    OpenBLAS's threads busy-wait, between calls (its idle workers spin ~0.1 s before they sleep)
+    and inside one (a GEMM's threads spin on each other's panels): one more thread than cores
+    spins while the thread it waits for is descheduled. ``optkern study --quick --jobs 1 --threads
+    3`` on the loaded 2-core VM had not finished after 19 min (killed), against 9 s at 1 thread and
+    149 s at 2 (98 % of its samples in OpenBLAS's spin loops, perf), where optkern's own OpenMP
+    workers, which sleep when idle and whose libgomp throttles its spin once threads exceed CPUs,
+    lose little (an Adam step's CPU time stays flat from 1 to 4 threads: bench/threads_oversub.py). So optkern's count
+    stays ``n`` and BLAS takes what the cores hold (OpenBLAS's own default, its count of them)."""
+    return max(1, min(_count(n), _cpus_of_process()))
+
+
 class _Scope:
     """An open ``limit_threads`` block: the counts to put back when it ends (OpenMP's, and per
     OpenBLAS library path its (setter, count))."""
@@ -113,12 +127,13 @@ _scopes: list = []
 
 
 class limit_threads(contextlib.ContextDecorator):
-    """Run the block with ``n`` optkern OpenMP threads and ``n`` OpenBLAS threads,
-    restoring the previous counts afterwards (best effort: a BLAS that is not
-    OpenBLAS keeps its own setting). The counts are process-wide: while blocks of
-    several Python threads are open, the last one entered sets them, and the counts
-    from before the first are back once all have ended. One object runs any number
-    of blocks, nested or in several threads, and decorates a function (each call a block)."""
+    """Run the block with ``n`` optkern OpenMP threads and ``blas_threads(n)`` OpenBLAS threads
+    (``n``, at most the process's CPUs: OpenBLAS's spinning threads stall past them), restoring
+    the previous counts afterwards (best effort: a BLAS that is not OpenBLAS keeps its own
+    setting). The counts are process-wide: while blocks of several Python threads are open, the
+    last one entered sets them, and the counts from before the first are back once all have
+    ended. One object runs any number of blocks, nested or in several threads, and decorates a
+    function (each call a block)."""
 
     def __init__(self, n: int):
         self.n = _count(n)  # (checked at the call: before anything changes)
@@ -137,8 +152,9 @@ class limit_threads(contextlib.ContextDecorator):
             _scopes.append(scope)
             try:
                 _backend.cpu.set_num_threads(self.n)
+                blas = blas_threads(self.n)
                 for _, _, set_ in libs:
-                    set_(self.n)
+                    set_(blas)
             except BaseException:
                 _leave(scope)
                 raise
