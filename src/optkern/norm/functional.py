@@ -233,7 +233,8 @@ def rms_norm_backward(dy, x, weight, saved: RMSNormSaved, normalized_shape=None,
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
     """Group normalization of ``x`` (N, C, *spatial): statistics per sample over
     ``C / num_groups`` channels and all spatial positions; per-channel affine.
-    ``out`` optionally receives y.
+    ``out`` optionally receives y. One sample whose groups hold a single value each
+    (``N * C / num_groups * spatial == 1``) is a ValueError naming x, as in torch's ``F.group_norm``.
 
     Returns ``(y, saved)`` with ``saved`` a :class:`RowNormSaved` (mean, rstd
     of shape (N, num_groups)).
@@ -244,6 +245,13 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, out=None):
     G = _backend.integer("num_groups", num_groups, lo=1)
     if C % G:
         raise ValueError(f"num_groups: must divide the number of channels C={C}, got {G}")
+    # torch's check (F.group_norm, so nn.GroupNorm), as batch and instance norm's: one sample whose
+    # groups hold one value each normalizes nothing (y = bias, dx = 0)
+    if N * (C // G) * S == 1:
+        raise ValueError(
+            f"x: expected more than 1 value per group (N * C / num_groups * spatial > 1, as torch's group_norm "
+            f"requires), got shape {tuple(x.shape)} with num_groups={G}"
+        )
     eps = _eps(eps, x)
     _shape_of("weight", weight, (C,))
     _shape_of("bias", bias, (C,))
