@@ -165,3 +165,47 @@ def test_a_grad_with_gaps_is_still_refused_by_name():
     p.grad = torch.zeros(3, 8, dtype=torch.float64)[:, ::2]
     with pytest.raises(ValueError, match=r"^param_groups\[0\]\['params'\]\[0\]\.grad: tensor must be contiguous"):
         opt.step()
+
+
+@pytest.mark.parametrize(
+    "dtype,kw",
+    [
+        (torch.bfloat16, dict(master_weights=True, stochastic_rounding=True)),
+        (torch.float32, dict(state_dtype="int8", block_size=64)),
+        (torch.float32, dict(state_dtype="bfloat16")),
+    ],
+)
+def test_low_precision_storage_refuses_a_re_laid_param_by_name_nothing_written(dtype, kw):
+    """Its storage runs over the param's elements in C order (8-bit blocks, stochastic rounding's
+    counters): a param re-laid after its state exists is refused, not its state re-laid into."""
+    torch.manual_seed(8)
+    p = torch.randn(2, 3, 8, 8).to(dtype).requires_grad_()
+    opt = ot.Adam([p], lr=0.1, **kw)
+    p.grad = torch.randn_like(p)
+    opt.step()
+    p.data = p.data.contiguous(memory_format=CL)
+    p.grad = torch.randn_like(p)
+    before = p.detach().clone()
+    state = {k: (v.clone(), v.stride()) for k, v in opt.state[p].items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\['params'\]\[0\]: low-precision storage needs a contig"):
+        opt.step()
+    assert torch.equal(p.detach(), before)
+    for k, (v, stride) in state.items():
+        assert torch.equal(opt.state[p][k], v) and opt.state[p][k].stride() == stride, k
+
+
+def test_low_precision_storage_reads_a_grad_laid_out_otherwise_by_index():
+    """A contiguous bfloat16 param with a channels_last grad: bit for bit the step of the same grad
+    in the param's layout (stochastic rounding draws by the param's element index)."""
+    torch.manual_seed(9)
+    p0 = torch.randn(2, 3, 8, 8).to(torch.bfloat16)
+    gs = [torch.randn(2, 3, 8, 8).to(torch.bfloat16) for _ in range(3)]
+    out = []
+    for layout in (torch.contiguous_format, CL):
+        p = p0.clone().requires_grad_()
+        opt = ot.AdamW([p], lr=0.1, master_weights=True, stochastic_rounding=True, seed=3)
+        for g in gs:
+            p.grad = g.contiguous(memory_format=layout)
+            opt.step()
+        out.append(p.detach())
+    assert torch.equal(out[0], out[1])

@@ -152,8 +152,21 @@ class _StepChecks:
                     name = f"state[{self._names(group, [p], gi)[0]}][{n!r}]"
                     if t.is_neg() or t.is_conj():
                         raise ValueError(f"{name}: {_views.NEG_VIEW if t.is_neg() else _views.CONJ_VIEW}")
-                    _relay(t, p, name)
+                    self._relay(t, p, name, self._names(group, [p], gi)[0])
                     _views.check_paired(t, p, name)
+
+    def _relay(self, t: torch.Tensor, p: torch.Tensor, name: str, pname: str) -> None:
+        """State tensor ``t`` (named ``name``) of param ``p`` (named ``pname``), dense in another memory
+        layout than ``p`` (the param given another one since the state was made: ``p.data = ...``), put
+        in ``p``'s in place (``_views.relay_state``: torch.optim steps it as it is, reading elements by
+        index); anything else left for the checks to name (another shape or device, gaps, a param
+        with gaps). With low-precision storage, which runs over a param's elements in C order (its
+        8-bit blocks, its stochastic rounding's counters), a param that is not contiguous is refused
+        by name instead (``_lowp.check_contiguous``)."""
+        if t.dtype.is_complex == p.dtype.is_complex and t.device == p.device and _views.relayable(t, p):
+            if self._lowp_core is not None:
+                _lowp.check_contiguous(p, pname)
+            _views.relay_state(t, p, name)
 
     def _precheck(self, work: list) -> None:
         """Every run's hyper-parameters in its dtype, and its params, state tensors and grads as
@@ -221,7 +234,7 @@ class _StepChecks:
                     for n in self._stored(hp, p.dtype):
                         if self._held(st, n):
                             if isinstance(st[n], torch.Tensor) and not (st[n].is_neg() or st[n].is_conj()):
-                                _relay(st[n], p, f"state[{name}][{n!r}]")
+                                self._relay(st[n], p, f"state[{name}][{n!r}]", name)
                             self._check_state(p, st[n], f"state[{name}][{n!r}]")
         if all(ps[0].is_cpu for *_, runs in work for ps in runs):
             self._precheck_native(work, True)
@@ -330,15 +343,6 @@ class _StepChecks:
                 wn, gn = [""] * len(w), [""] * len(g)
             runs.append((dt, w, wn, g, gp, gn))
         _backend.cpu.precheck_step_(runs)
-
-
-def _relay(t: torch.Tensor, p: torch.Tensor, name: str) -> None:
-    """State tensor ``t`` (named ``name``) of param ``p``, dense in another memory layout than ``p``
-    (the param given another one since the state was made: ``p.data = ...``), put in ``p``'s in place
-    (``_views.relay_state``: torch.optim steps it as it is, reading elements by index); anything
-    else left for the checks to name (another shape or device, gaps, a param with gaps)."""
-    if t.dtype.is_complex == p.dtype.is_complex and t.device == p.device and _views.relayable(t, p):
-        _views.relay_state(t, p, name)
 
 
 def _check_shape(t: torch.Tensor, p: torch.Tensor, name: str) -> None:
