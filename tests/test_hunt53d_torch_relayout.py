@@ -209,3 +209,36 @@ def test_low_precision_storage_reads_a_grad_laid_out_otherwise_by_index():
             opt.step()
         out.append(p.detach())
     assert torch.equal(out[0], out[1])
+
+
+def test_a_sparse_grad_and_a_grad_laid_out_otherwise_in_one_step_as_torch():
+    """Both special paths at once (the sparse grads hidden for the dense step, the re-laid grad
+    read through a copy): bit for bit torch's SGD."""
+    res = []
+    for mod in (torch.optim, ot):
+        torch.manual_seed(10)
+        emb = torch.nn.Embedding(10, 3, sparse=True).double()
+        w = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=CL).requires_grad_()
+        opt = mod.SGD([emb.weight, w], lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            emb(torch.tensor([1, 2, 2, 7])).sum().backward()
+            w.grad = torch.randn(2, 3, 4, 5, dtype=torch.float64)  # (contiguous: unlike its param)
+            opt.step()
+        res.append((emb.weight.detach().clone(), w.detach().clone()))
+    assert all(torch.equal(a, b) for a, b in zip(*res))
+
+
+def test_a_complex_param_re_laid_steps_as_torch():
+    res = []
+    for mod, kw in ((torch.optim, {"foreach": False}), (ot, {})):
+        torch.manual_seed(11)
+        z = torch.randn(2, 3, 4, 5, dtype=torch.complex128, requires_grad=True)
+        opt = mod.Adam([z], lr=0.1, **kw)
+        for k in range(4):
+            if k == 2:
+                z.data = z.data.contiguous(memory_format=CL)
+            z.grad = torch.randn(2, 3, 4, 5, dtype=torch.complex128)
+            opt.step()
+        res.append(z.detach().clone())
+    torch.testing.assert_close(res[1], res[0], rtol=1e-13, atol=1e-15)
