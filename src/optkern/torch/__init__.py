@@ -5,7 +5,11 @@
 ``state_dict`` format; their steps run optkern's multi-tensor kernels on the
 tensors' own memory (CPU: zero-copy NumPy views; CUDA: DLPack views on torch's
 current stream); params contiguous in another order of their dims (channels_last)
-are stepped in memory order, their grads and state in the same layout.
+are stepped in memory order, their grads and state in the same layout. As torch.optim reads every
+tensor by index, a param given another layout after its state was made (``p.data = ...``,
+``model.to(memory_format=...)``) has its state tensors put in its layout in place (the same tensor
+objects; one that is a view of other memory is refused by name), and a dense grad laid out otherwise
+is read through a copy in its param's layout (:mod:`._relaid`); grads with gaps are refused by name.
 ``LBFGS`` is torch.optim.LBFGS with its two-loop recursion as two native passes over the
 history (:mod:`.lbfgs`); ``NewtonCG`` is Hessian-free Newton-CG on a torch model's Gauss-Newton
 matrix or Hessian (:mod:`.newton_cg`); ``SAM`` is sharpness-aware minimization (and ASAM) around

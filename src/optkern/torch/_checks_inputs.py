@@ -19,8 +19,8 @@ _STRIDED = torch.strided
 def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views.TYPES) -> None:
     """TypeError / ValueError naming ``param_groups[gi]['params'][j].grad`` unless ``g``, the grad of
     ``p``, can be read with ``p`` element by element: its dtype, shape and device, dense, not a
-    conjugated view, and (when either is not contiguous) of ``p``'s layout; ``dtypes``: the param
-    dtypes the step takes."""
+    conjugated view, and (when either is not contiguous) of ``p``'s layout (``_views.GradLayout``, which
+    the step meets by reading a copy: ``_relaid``); ``dtypes``: the param dtypes the step takes."""
     if g.dtype is not p.dtype or g.layout is not _STRIDED or g.shape != p.shape or g.device != p.device:
         _bad_grad(p, g, f"param_groups[{gi}]['params'][{j}].grad", dtypes)
     if g.is_conj():  # (torch.optim's view_as_real refuses it too)
@@ -28,6 +28,11 @@ def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views.TYPES) -> None:
         raise ValueError(f"param_groups[{gi}]['params'][{j}].grad: {conj}")
     if not (g.is_contiguous() and p.is_contiguous()):
         name = f"param_groups[{gi}]['params'][{j}].grad"
+        if _views.relayable(g, p):  # (read through a copy in p's layout: _relaid)
+            raise _views.GradLayout(
+                f"{name}: laid out unlike its param (strides {tuple(g.stride())}, its param's "
+                f"{tuple(p.stride())}): the step pairs them element by element in memory order"
+            )
         _views.check_tensor(g, name, dtypes)
         _views.check_paired(g, p, name)
 

@@ -124,8 +124,8 @@ class _StepChecks:
         states = [self.state.get(p) or {} for p in ps]
         names = self._stored(hp, ps[0].dtype)
         self._check_complete(group, ps, gi, states, names)  # (a hyper-parameter may need more state now)
+        _inference.check_run(self, group, ps, gi, names, states)  # (first: _relay may write a state tensor)
         self._check_state_layouts(group, ps, gi, states, names)
-        _inference.check_run(self, group, ps, gi, names, states)
         return _views.views(ps), [(n, [_views.view(s[n]) if self._held(s, n) else None for s in states]) for n in names]
 
     def _held(self, st: dict, n: str) -> bool:
@@ -135,11 +135,12 @@ class _StepChecks:
         return n in st and (st[n] is not None or n not in self._may_be_none)
 
     def _check_state_layouts(self, group: dict, ps: list, gi: int, states: list, names) -> None:
-        """ValueError naming a state tensor of ``ps`` (group ``gi``) whose memory layout is not its
-        param's (the step pairs them element by element in memory order: channels_last), that
-        is a negated or conjugated view (one a user set: a loaded one is resolved, ``_like_param``),
-        or, outside low precision (whose storage has shapes of its own), of another shape than its
-        param's (``_check_shape``)."""
+        """ValueError naming a state tensor of ``ps`` (group ``gi``) that is a negated or conjugated
+        view (one a user set: a loaded one is resolved, ``_like_param``), or, outside low precision
+        (whose storage has shapes of its own), of another shape than its param's (``_check_shape``),
+        or whose memory layout is not its param's (the step pairs them element by element in memory
+        order: channels_last) and cannot be made so (``_relay``: one of its param's shape is put in
+        its layout, as torch steps it). Run before the state is viewed, after the inference checks."""
         for p, s in zip(ps, states):
             for n in names:
                 t = s.get(n)
@@ -151,7 +152,21 @@ class _StepChecks:
                     name = f"state[{self._names(group, [p], gi)[0]}][{n!r}]"
                     if t.is_neg() or t.is_conj():
                         raise ValueError(f"{name}: {_views.NEG_VIEW if t.is_neg() else _views.CONJ_VIEW}")
+                    self._relay(t, p, name, self._names(group, [p], gi)[0])
                     _views.check_paired(t, p, name)
+
+    def _relay(self, t: torch.Tensor, p: torch.Tensor, name: str, pname: str) -> None:
+        """State tensor ``t`` (named ``name``) of param ``p`` (named ``pname``), dense in another memory
+        layout than ``p`` (the param given another one since the state was made: ``p.data = ...``), put
+        in ``p``'s in place (``_views.relay_state``: torch.optim steps it as it is, reading elements by
+        index); anything else left for the checks to name (another shape or device, gaps, a param
+        with gaps). With low-precision storage, which runs over a param's elements in C order (its
+        8-bit blocks, its stochastic rounding's counters), a param that is not contiguous is refused
+        by name instead (``_lowp.check_contiguous``)."""
+        if t.dtype.is_complex == p.dtype.is_complex and t.device == p.device and _views.relayable(t, p):
+            if self._lowp_core is not None:
+                _lowp.check_contiguous(p, pname)
+            _views.relay_state(t, p, name)
 
     def _precheck(self, work: list) -> None:
         """Every run's hyper-parameters in its dtype, and its params, state tensors and grads as
@@ -218,6 +233,8 @@ class _StepChecks:
                     st = self.state.get(p) or {}
                     for n in self._stored(hp, p.dtype):
                         if self._held(st, n):
+                            if isinstance(st[n], torch.Tensor) and not (st[n].is_neg() or st[n].is_conj()):
+                                self._relay(st[n], p, f"state[{name}][{n!r}]", name)
                             self._check_state(p, st[n], f"state[{name}][{n!r}]")
         if all(ps[0].is_cpu for *_, runs in work for ps in runs):
             self._precheck_native(work, True)

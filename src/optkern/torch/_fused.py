@@ -21,7 +21,7 @@ from torch.optim import optimizer as _torch_optimizer
 from .. import optim as _optim
 from .._checked_values import cached, remember
 from .._serial import serialized
-from . import _lowp, _sparse, _views
+from . import _lowp, _relaid, _sparse, _views
 from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view, bump_before_write, restore_versions
 from ._checks_inputs import check_new_group
 from ._checks_state import _StateDictChecks, host_read
@@ -226,11 +226,19 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
                 loss = closure()
         if self._step_supports_amp_scaling and _lowp.amp_skip(self):
             return loss
+        try:  # (a grad laid out unlike its param is met by the checks too, before anything is written)
+            self._grads_step()
+        except _views.GradLayout:
+            with _relaid.relaid_grads(self.param_groups):  # (read through copies in the params' layouts)
+                self._grads_step()
+        return loss
+
+    def _grads_step(self) -> None:
+        """The step of the params with a grad: ``_step`` without the closure."""
         try:  # (a sparse grad is met by the checks, before anything is written: no look for one per step)
             self._dense_step()
         except _sparse.SparseGrad:
             _sparse.step(self, self._dense_step)
-        return loss
 
     def _dense_step(self) -> None:
         """The step of the params with a (dense) grad: ``_step`` without the closure."""

@@ -392,12 +392,22 @@ class _Runs:
     def _grad_arrays(self, params: list, gi: int) -> list:
         """The grads of ``params`` as NumPy / CuPy arrays over their memory (bfloat16 as its uint16
         bits). Not checked here (the low-precision step checks their types, dtypes, sizes and
-        layout before it writes; ``_run`` then names a bad one), except what a view refuses."""
+        layout before it writes; ``_run`` then names a bad one), except what a view refuses and a
+        grad that is not contiguous like its (contiguous) param."""
         pre = self._pre_grads.get(id(params))
         if pre is not None:
             return pre
+        grads = [p.grad for p in params]
         try:
-            return [_views.view(p.grad) for p in params]
+            # (its params are contiguous, ``_lowp.check_contiguous``: a grad that is not -- channels_last
+            # -- was viewed flat in its own memory order, each element stepped with another's grad)
+            contiguous = all(map(_is_contiguous, grads))
+        except (TypeError, AttributeError, RuntimeError):  # (no tensor, a sparse one: named below)
+            contiguous = False
+        if not contiguous:
+            self._check_grads(params, gi)  # (a dense one laid out otherwise: read through a copy, _relaid)
+        try:
+            return [_views.view(g) for g in grads]
         except (TypeError, ValueError, RuntimeError, BufferError):
             self._check_grads(params, gi)
             raise

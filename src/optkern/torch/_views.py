@@ -26,6 +26,7 @@ _REAL = {_C64: torch.float32, _C128: torch.float64}
 _NAMES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 _NAMES.update({_C64: "complex64", _C128: "complex128"})
 _BF16 = torch.bfloat16
+_STRIDED = torch.strided
 _NO_STREAM = contextlib.nullcontext()  # (reusable: it holds nothing)
 #: why a tensor with torch's lazy negation bit (``torch._neg_view``, ``z.conj().imag``) is refused
 NEG_VIEW = "a negated view (its sign is a lazy bit that optkern's views cannot carry): pass t.resolve_neg()"
@@ -114,11 +115,65 @@ def same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
 def check_paired(t: torch.Tensor, p: torch.Tensor, name: str) -> None:
     """ValueError naming ``t`` (a grad or state of param ``p``, which a step pairs with ``p``
     element by element in memory order) unless both are contiguous or both have one layout."""
-    if not (t.is_contiguous() and p.is_contiguous()) and not same_layout(t, p):
+    if differs(t, p):
         raise ValueError(
             f"{name}: tensor must be contiguous like its param (strides {tuple(t.stride())}, its param's "
             f"{tuple(p.stride())}): the step pairs them element by element in memory order"
         )
+
+
+class GradLayout(ValueError):
+    """A grad of its param's dtype, shape and device in another memory layout than its param's (set
+    by hand; accumulated in place before ``p.data`` got another layout): torch.optim reads it element
+    by element in logical order, the native calls pair it with its param in memory order. Raised by
+    the step's checks (``check_grad``) before anything is written: ``_Fused._step`` then steps with
+    copies in the params' layouts (``_relaid.relaid_grads``; a grad is only read)."""
+
+
+def differs(t: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether ``t`` (a grad or state tensor of ``p``'s shape) is not laid out like ``p`` in memory:
+    the pairing in memory order would not be element by element (``check_paired``)."""
+    return not (t.is_contiguous() and p.is_contiguous()) and not same_layout(t, p)
+
+
+def relayable(t: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether ``t`` (a grad or state tensor of param ``p``) differs from ``p`` in its memory layout
+    only: of ``p``'s shape, dense in some order of its dims (no gaps, overlaps or negated bit), laid out
+    unlike ``p``, which is dense too (``differs``). Such a ``t`` is stepped through (a grad) or put
+    into (a state tensor) ``p``'s layout, as torch.optim steps it, reading elements by index."""
+    return (
+        t.layout is _STRIDED
+        and t.shape == p.shape
+        and not t.is_neg()
+        and differs(t, p)
+        and dense_order(t) is not None
+        and (p.is_contiguous() or dense_order(p) is not None)
+    )
+
+
+def in_layout_of(p: torch.Tensor, t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A new tensor in ``p``'s memory layout (channels_last too; contiguous where ``p`` has gaps) holding
+    the values ``t`` shows (a negated or conjugated view resolved), of ``dtype`` (``t``'s by default)
+    on ``t``'s device."""
+    return torch.empty_like(p, dtype=dtype or t.dtype, device=t.device).copy_(t)
+
+
+def relay_state(t: torch.Tensor, p: torch.Tensor, name: str) -> None:
+    """State tensor ``t`` (named ``name``, of ``p``'s shape) put in its param's memory layout in
+    place, the same tensor object holding the same values (``t.set_``: a reference to it, such as
+    ``opt.state[p]["exp_avg"]``, stays live, as torch.optim's state stays its tensor): a param given
+    another layout after its state was made (``p.data = p.data.to(memory_format=channels_last)``,
+    ``model.to(memory_format=...)``), which torch.optim steps on, its element-wise ops reading each
+    element by index. A view of another tensor's memory is refused instead (ValueError naming it):
+    re-laid out, it would stop sharing that memory, which torch's in-place step keeps writing."""
+    if t._base is not None:
+        raise ValueError(
+            f"{name}: laid out unlike its param (strides {tuple(t.stride())}, its param's {tuple(p.stride())}) "
+            "and a view of another tensor's memory, which it would stop sharing if re-laid out: give it "
+            "its param's layout"
+        )
+    new = in_layout_of(p, t)
+    t.set_(new.untyped_storage(), 0, new.size(), new.stride())
 
 
 def view(t: torch.Tensor):

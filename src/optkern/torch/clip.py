@@ -121,6 +121,25 @@ def _is_pos_inf(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v) == math.inf
 
 
+def _refuse_empty_inf(tensors: list, norm_type, foreach, name) -> None:
+    """torch's RuntimeError where ``norm_type`` is inf and one of ``tensors`` has no elements (their
+    max has no identity: torch's ``_foreach_norm``, or ``linalg.vector_norm`` with ``foreach=False``,
+    refuse it, whatever the other tensors hold), before anything is written; ``name(i)``: how the
+    i-th is named. (optkern's kernels took the empty max as 0 and clipped by the others' norm.)"""
+    if not _is_pos_inf(norm_type):
+        return
+    for i, t in enumerate(tensors):
+        if t is not None and t.numel() == 0:
+            what = (
+                "linalg.vector_norm cannot compute the inf"
+                if foreach is False
+                else "_foreach_norm cannot compute the infinity"
+            )
+            raise RuntimeError(
+                f"{name(i)}: {what} norm on an empty tensor because the operation does not have an identity"
+            )
+
+
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None) -> torch.Tensor:
     """torch.nn.utils.clip_grad_norm_: scale the gradients in place so their total norm is at most
     ``max_norm``; returns the total norm before clipping as a 0-d tensor (the grads' dtype and device).
@@ -142,6 +161,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     grads = _grads(params, real_view=_is_two(norm_type))
     if grads is None or _torch_only_order(norm_type):
         return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type, error_if_nonfinite, foreach)
+    _refuse_empty_inf([p.grad for p in params], norm_type, foreach, "parameters[{}].grad".format)
     if not grads:
         return torch.tensor(0.0)
     # optkern.clip_grad_norm_ refuses an infinite max_norm (its contract); the largest float clips
@@ -237,6 +257,7 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
         return torch.tensor(0.0)
     for i, t in enumerate(tensors):
         _views.check_tensor(t, f"tensors[{i}]")
+    _refuse_empty_inf(tensors, norm_type, foreach, "tensors[{}]".format)
     t0 = tensors[0]
     if t0.device.type == "cpu":
         with _named_tensors():

@@ -41,7 +41,13 @@ class LBFGS(ClosureOptimizer):
     need the same layout); a NaN/Inf loss or gradient raises ValueError
     naming ``closure`` and puts the params back to the last iterate (torch goes on with NaN). The
     history's inner products are taken in float64 and the sums associated differently: iterates agree
-    with torch's to rounding, not bit for bit.
+    with torch's to rounding, not bit for bit. A tensor ``lr`` changed between steps (an LR
+    scheduler's ``fill_``) steps as the float ``lr`` would: torch's LBFGS keeps the lr tensor itself as
+    its last step length ``t``, so its next step's first curvature pair takes ``s = t d`` at the *new*
+    lr, not the displacement it made (its tensor-lr run leaves its own float-lr run: 7% after four
+    StepLR steps, gamma 0.7, on a quadratic); optkern's ``s`` is the displacement made. Matching it
+    would repeat that stale pair inside the shared L-BFGS history (and follow the lr tensor's
+    identity through the strong-Wolfe search), so it is not matched.
     """
 
     _HYPER = _lbfgs._NAMES

@@ -17,7 +17,7 @@ from .._atomic import Uninterrupted, deferring
 from .._foreign import host_number
 from .._serial import serialized
 from ..optim._lowp_config import LOWP_KEYWORDS
-from . import _inference, _views
+from . import _inference, _relaid, _views
 from ._checks_inputs import check_grad
 
 _EPS = 1e-12  # added to the norm, as in the reference implementation
@@ -169,13 +169,21 @@ class SAM(torch.optim.Optimizer):
         if self._moved is not None:
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
         rho, adaptive = self._hyper()
+        try:
+            self._ascend(rho, adaptive)
+        except _views.GradLayout:  # (met before anything is written: read through copies in the params' layouts)
+            with _relaid.relaid_grads(self.param_groups):
+                self._ascend(rho, adaptive)
+        if zero_grad:
+            self.zero_grad()
+
+    def _ascend(self, rho: float, adaptive: bool) -> None:
+        """``first_step``'s checks and move of the params with a grad."""
         ps = self._with_grads(adaptive)
         # a Ctrl-C during the kernel raised as it returned, before ``_moved`` recorded the move: the
         # params at the ascent point, w only in the backups, second_step refused (held: ``_atomic``)
         with deferring(sum(p.numel() for p in ps)):
             self._perturb(ps, rho, adaptive)
-        if zero_grad:
-            self.zero_grad()
 
     def _perturb(self, ps: list, rho: float, adaptive: bool) -> None:
         """``first_step``'s move of ``ps`` (checked) and its record."""
