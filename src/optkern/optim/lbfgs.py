@@ -134,8 +134,9 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         # An unpickled or deep-copied optimizer's vectors are NumPy's new arrays (16 bytes past a line
-        # when large), and its rows are recycled, never reallocated: put them on lines as _vec does (a
-        # shallow copy's, the original's own, are on lines already and stay shared).
+        # when large), and its rows are recycled, never reallocated: put them where _vec does (on lines,
+        # large ones staggered: _aligned; a shallow copy's, the original's own, are there already and
+        # stay shared).
         line = _aligned.on_line
         for name in ("_S", "_Y"):
             if isinstance(getattr(self, name, None), list):
@@ -147,7 +148,8 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
             self._spare = tuple(line(v) for v in self._spare)
 
     def _vec(self):
-        # (on a cache line: the push and direction passes stream every history row with vector loads)
+        # (on a cache line, large ones staggered mod 4 KiB: the push and direction passes stream every
+        # history row with vector loads)
         with _backend._device_of(self._params[0]):
             return _aligned.empty(self._n, self._dtype, self._xp)
 
