@@ -32,8 +32,9 @@ def _dummy(t: str):
     return [] if t.startswith(("list", "collections.abc.Sequence")) else _real_dummy(t)
 
 
-def _int_parameters():
-    """(function name, positional arguments, index of an integer parameter) for every native function."""
+def parameters_of_type(types):
+    """(function name, positional arguments, index of a parameter whose type is in ``types``, its
+    name) for every native function (the other arguments placeholders: ``_dummy``)."""
     out = []
     for name in sorted(dir(_cpu)):
         fn = getattr(_cpu, name)
@@ -41,9 +42,14 @@ def _int_parameters():
             continue
         for args in _signatures(fn, name):
             for i, (arg, t) in enumerate(args):
-                if t in INT_TYPES:
+                if t in types:
                     out.append(pytest.param(name, [_dummy(tt) for _, tt in args], i, arg, id=f"{name}-{arg}"))
     return out
+
+
+def _int_parameters():
+    """(function name, positional arguments, index of an integer parameter) for every native function."""
+    return parameters_of_type(INT_TYPES)
 
 
 INTS = _int_parameters()
