@@ -22,9 +22,7 @@ from test_hunt51c_named_reals import _dummy as _real_dummy
 from test_hunt51c_named_reals import _signatures
 
 INT_TYPES = ("typing.SupportsInt | typing.SupportsIndex", "typing.SupportsInt", "int")
-# philox4x32_10 takes a fixed-size list of uint32 words (pybind11's std::array caster): the raw
-# generator of the known-answer tests, not an entry point any layer calls with a user's value.
-NOT_NAMED = {"philox4x32_10"}
+# (philox4x32_10's fixed-size word lists are named by item too: test_hunt53c_philox_names.py)
 
 
 def _dummy(t: str):
@@ -38,7 +36,7 @@ def parameters_of_type(types):
     out = []
     for name in sorted(dir(_cpu)):
         fn = getattr(_cpu, name)
-        if name.startswith("__") or not callable(fn) or name in NOT_NAMED:
+        if name.startswith("__") or not callable(fn):
             continue
         for args in _signatures(fn, name):
             for i, (arg, t) in enumerate(args):
