@@ -87,11 +87,12 @@ template <class A> struct IntegerArray : std::false_type {};  // (std::array<int
 template <class T, size_t N> struct IntegerArray<std::array<T, N>> : std::bool_constant<kInteger<T>> {
   static constexpr size_t size = N;
 };
-template <class A, bool = IntegerArray<A>::value> struct ArrayLift {
+// A parameter of type A (decayed: D) bound as an IntArray where D is an integer std::array, else as A itself.
+template <class A, class D, bool = IntegerArray<D>::value> struct ArrayLift {
   using type = A;
 };
-template <class A> struct ArrayLift<A, true> {
-  using type = const checks::IntArray<IntegerArray<A>::size>&;
+template <class A, class D> struct ArrayLift<A, D, true> {
+  using type = const checks::IntArray<IntegerArray<D>::size>&;
 };
 
 // The type a parameter of type A is bound as: a real, an integer (or a list of either) lifted, else A.
@@ -100,7 +101,7 @@ template <class A, class D = std::decay_t<A>> using Lift = std::conditional_t<
     std::conditional_t<std::is_same_v<D, std::vector<double>>, const std::vector<checks::Real>&,
                        std::conditional_t<kInteger<D>, const checks::Int&,
                                           std::conditional_t<IntegerList<D>::value, const std::vector<checks::Int>&,
-                                                             typename ArrayLift<D>::type>>>>;
+                                                             typename ArrayLift<A, D>::type>>>>;
 
 // A bound argument `v` as the function takes it (a parameter of type A).
 template <class A, class B> decltype(auto) lower(B&& v, const char* name) {
