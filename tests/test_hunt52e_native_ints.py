@@ -22,9 +22,7 @@ from test_hunt51c_named_reals import _dummy as _real_dummy
 from test_hunt51c_named_reals import _signatures
 
 INT_TYPES = ("typing.SupportsInt | typing.SupportsIndex", "typing.SupportsInt", "int")
-# philox4x32_10 takes a fixed-size list of uint32 words (pybind11's std::array caster): the raw
-# generator of the known-answer tests, not an entry point any layer calls with a user's value.
-NOT_NAMED = {"philox4x32_10"}
+# (philox4x32_10's fixed-size word lists are named by item too: test_hunt53c_philox_names.py)
 
 
 def _dummy(t: str):
@@ -32,18 +30,24 @@ def _dummy(t: str):
     return [] if t.startswith(("list", "collections.abc.Sequence")) else _real_dummy(t)
 
 
-def _int_parameters():
-    """(function name, positional arguments, index of an integer parameter) for every native function."""
+def parameters_of_type(types):
+    """(function name, positional arguments, index of a parameter whose type is in ``types``, its
+    name) for every native function (the other arguments placeholders: ``_dummy``)."""
     out = []
     for name in sorted(dir(_cpu)):
         fn = getattr(_cpu, name)
-        if name.startswith("__") or not callable(fn) or name in NOT_NAMED:
+        if name.startswith("__") or not callable(fn):
             continue
         for args in _signatures(fn, name):
             for i, (arg, t) in enumerate(args):
-                if t in INT_TYPES:
+                if t in types:
                     out.append(pytest.param(name, [_dummy(tt) for _, tt in args], i, arg, id=f"{name}-{arg}"))
     return out
+
+
+def _int_parameters():
+    """(function name, positional arguments, index of an integer parameter) for every native function."""
+    return parameters_of_type(INT_TYPES)
 
 
 INTS = _int_parameters()

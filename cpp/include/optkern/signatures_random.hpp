@@ -43,7 +43,7 @@ template <class Uniform, class Rademacher> void random(py::module_& m, Uniform u
         "Fill float32/float64 `out` with Philox4x32-10 uniforms in [0, 1) (see philox.hpp).");
   def_named(m, "random_rademacher_", rademacher_fn, arg("out"), arg("seed"), arg("offset"),
         "Fill float32/float64 `out` with Philox4x32-10 Rademacher signs (+1/-1).");
-  m.def("philox4x32_10", &philox4x32_10, arg("counter"), arg("key"),
+  def_named(m, "philox4x32_10", &philox4x32_10, arg("counter"), arg("key"),
         "Raw Philox4x32-10 of a 128-bit counter and 64-bit key (for known-answer tests).");
 }
 

@@ -160,10 +160,10 @@ def cg(
       rtol, atol: stop when ``||r|| <= max(rtol ||b||, atol)`` (SciPy's documented rule; its code tests
         ``<``, so at ``||r||`` exactly the tolerance -- ``rtol=1`` from ``x0 = 0`` -- SciPy runs one
         iteration more). ``b = 0``: ``x = 0`` at once, whatever ``x0`` (as SciPy: info 0, no product).
-      maxiter: iteration limit (default ``10 n``, like SciPy). ``maxiter=0`` runs none: ``info`` is 0
-        where ``x0`` (zeros without one) meets the tolerance already, else 1 -- unlike SciPy's ``cg``,
-        which returns ``info = maxiter = 0`` ("successful exit") for an ``x0`` it never tested; here
-        ``info > 0`` always means not converged.
+      maxiter: iteration limit, at most ``2**63 - 1`` (default ``10 n``, like SciPy). ``maxiter=0`` runs
+        none: ``info`` is 0 where ``x0`` (zeros without one) meets the tolerance already, else 1 --
+        unlike SciPy's ``cg``, which returns ``info = maxiter = 0`` ("successful exit") for an ``x0`` it
+        never tested; here ``info > 0`` always means not converged.
       M: preconditioner approximating ``(A + damping I)^-1`` (SciPy's meaning): operator, matrix or
         callable ``r -> M r``; must be SPD (checked through ``r.M r > 0`` at every iteration).
       precond_diag: or a positive diagonal ``D`` approximating ``A + damping I`` (applied as ``r / D``).
@@ -187,7 +187,9 @@ def cg(
     # (the kernels add damping * p in the vectors' dtype: past float32's range that was inf, and the
     # solve raised "A: the product is not finite", naming the operator for the caller's damping)
     _backend.finite_in("damping", damping, dtype)  # (a check: kept unrounded)
-    maxiter = 10 * n if maxiter is None else _backend.integer("maxiter", maxiter, lo=0)
+    # (at most int64's max, as Newton-CG's max_cg_iter that it takes: 2**70 ran, and unconverged
+    # returned info = 2**70, a count no int64 holds)
+    maxiter = 10 * n if maxiter is None else _backend.integer("maxiter", maxiter, lo=0, hi=_backend.INT64_MAX)
     stop_on_negative_curvature = _backend.flag("stop_on_negative_curvature", stop_on_negative_curvature)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")

@@ -268,6 +268,22 @@ struct AdamHyper {
   double lr, beta1, beta2, eps, weight_decay;
   bool decoupled, maximize, float32_lr;
 };
+// The scalars Adam and NAdam share -- their moments' coefficients, eps, L2 and decoupled decay,
+// maximize -- computed from either's hyper-parameters in one place (`of`), so the two rules cannot
+// come to round them differently.
+template <class T> struct MomentScalars {
+  T one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay;
+  bool maximize;
+  template <class Hyper> static OK_HD MomentScalars of(const Hyper& h) {
+    return {T(1.0 - h.beta1),
+            T(h.beta2),
+            T(1.0 - h.beta2),
+            T(h.eps),
+            T(h.decoupled ? 0.0 : h.weight_decay),
+            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled, h.float32_lr)),
+            h.maximize};
+  }
+};
 // UnitBc2: the same rule for a step whose bc2_sqrt is exactly 1 (from 1 - beta2^t < 2^-24 on, in
 // float32: t > ~16,600 at beta2 = 0.999, ~1,650 at 0.99, ~320 at 0.95 -- nearly every step of a long
 // run). Dividing by 1 returns its dividend for every float (a NaN included; sqrt(v) is never
@@ -276,24 +292,15 @@ struct AdamHyper {
 // (cpp/lowp_loop.hpp); the others keep the plain form.
 // A step's scalars, apart from the rule so that both forms hold the very same fields (with_unit_bc2
 // copies them whole; Adam adds none: the static_assert below).
-template <class T> struct AdamScalars {
-  T step_size, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2_sqrt;
-  bool maximize;
+template <class T> struct AdamScalars : MomentScalars<T> {
+  T step_size, bc2_sqrt;
 };
 template <class T, bool Amsgrad, bool UnitBc2 = false> struct Adam : AdamScalars<T> {
   using Hyper = AdamHyper;
   static constexpr int kState = Amsgrad ? 3 : 2;  // exp_avg, exp_avg_sq, max_exp_avg_sq
   static OK_HD Adam at(const Hyper& h, const Counters& c) {
     const double bc1 = 1.0 - ok_pow(h.beta1, c.t), bc2 = 1.0 - ok_pow(h.beta2, c.t);
-    return {{T(-neg_lr_ratio(h.lr, 1.0, bc1, h.float32_lr)),
-             T(1.0 - h.beta1),
-             T(h.beta2),
-             T(1.0 - h.beta2),
-             T(h.eps),
-             T(h.decoupled ? 0.0 : h.weight_decay),
-             T(decoupled_decay(h.lr, h.weight_decay, h.decoupled, h.float32_lr)),
-             T(ok_sqrt(bc2)),
-             h.maximize}};
+    return {{MomentScalars<T>::of(h), T(-neg_lr_ratio(h.lr, 1.0, bc1, h.float32_lr)), T(ok_sqrt(bc2))}};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
     const AdamScalars<T>& k = *this;  // (the base's names, spelled once: it depends on T)
@@ -328,11 +335,10 @@ struct NAdamHyper {
   double lr, beta1, beta2, eps, weight_decay, momentum_decay;
   bool decoupled, maximize, float64_product, float32_lr;  // float32_lr: as AdamHyper's
 };
-template <class T> struct NAdam {
+template <class T> struct NAdam : MomentScalars<T> {
   using Hyper = NAdamHyper;
   static constexpr int kState = 2;  // exp_avg, exp_avg_sq
-  T c_grad, c_avg, one_minus_beta1, beta2, one_minus_beta2, eps, l2, decay, bc2;
-  bool maximize;
+  T c_grad, c_avg, bc2;
   double mu_product;  // prod_t, for the caller's counter
   // mu_t, the momentum factor of step t.
   static OK_HD double mu_at(const Hyper& h, double t) {
@@ -344,24 +350,19 @@ template <class T> struct NAdam {
     // float64_product: torch's float64 state (mu a double, as torch's `mu_product *= mu` takes it)
     const double prod = h.float64_product ? mul_rn(c.mu_product, mu)
                                           : double(T(mul_rn(double(T(c.mu_product)), double(T(mu)))));
-    return {T(neg_lr_ratio(h.lr, 1.0 - mu, 1.0 - prod, h.float32_lr)),
+    return {MomentScalars<T>::of(h),
+            T(neg_lr_ratio(h.lr, 1.0 - mu, 1.0 - prod, h.float32_lr)),
             T(neg_lr_ratio(h.lr, mu_next, 1.0 - mul_rn(prod, mu_next), h.float32_lr)),
-            T(1.0 - h.beta1),
-            T(h.beta2),
-            T(1.0 - h.beta2),
-            T(h.eps),
-            T(h.decoupled ? 0.0 : h.weight_decay),
-            T(decoupled_decay(h.lr, h.weight_decay, h.decoupled, h.float32_lr)),
             T(1.0 - ok_pow(h.beta2, c.t)),
-            h.maximize,
             prod};
   }
   OK_HD void operator()(T& p, T g, T* s) const {
-    g = effective_grad(p, g, l2, maximize);  // (decay is 1 when l2 is not 0)
-    s[0] = lerp(s[0], g, one_minus_beta1);
-    s[1] = scaled_fma(s[1], beta2, one_minus_beta2 * g, g);
-    const T denom = ok_sqrt(s[1] / bc2) + eps;
-    p = scaled_plus(p, decay, (c_grad * g) / denom);
+    const MomentScalars<T>& k = *this;  // (the base's names, spelled once: it depends on T)
+    g = effective_grad(p, g, k.l2, k.maximize);  // (decay is 1 when l2 is not 0)
+    s[0] = lerp(s[0], g, k.one_minus_beta1);
+    s[1] = scaled_fma(s[1], k.beta2, k.one_minus_beta2 * g, g);
+    const T denom = ok_sqrt(s[1] / bc2) + k.eps;
+    p = scaled_plus(p, k.decay, (c_grad * g) / denom);
     p = p + (c_avg * s[0]) / denom;
   }
 };

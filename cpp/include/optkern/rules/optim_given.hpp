@@ -8,6 +8,11 @@
 namespace optkern {
 namespace rules {
 
+// The shared scalars (MomentScalars) as given, each rounded once to T: AdamGiven's and NAdamGiven's.
+template <class T, class Hyper> OK_HD MomentScalars<T> given_moments(const Hyper& h) {
+  return {T(h.one_minus_beta1), T(h.beta2), T(h.one_minus_beta2), T(h.eps), T(h.weight_decay), T(h.decay), h.maximize};
+}
+
 // Adam's update with its step scalars given, not computed: the host computes them as torch.optim's
 // for-loop does from tensor hyper-parameters (tensor betas, a float16 / bfloat16 lr, a tensor weight
 // decay), in torch's own tensor ops -- a tensor pow special-casing small exponents, `lr / bc1` as
@@ -21,8 +26,7 @@ struct AdamGivenHyper {
 template <class T, bool Amsgrad> struct AdamGiven : Adam<T, Amsgrad> {
   using Hyper = AdamGivenHyper;
   static OK_HD AdamGiven at(const Hyper& h, const Counters&) {
-    return {{{T(h.lr), T(h.one_minus_beta1), T(h.beta2), T(h.one_minus_beta2), T(h.eps), T(h.weight_decay),
-              T(h.decay), T(h.bc2_sqrt), h.maximize}}};
+    return {{{given_moments<T>(h), T(h.lr), T(h.bc2_sqrt)}}};
   }
 };
 
@@ -36,8 +40,7 @@ struct NAdamGivenHyper {
 template <class T> struct NAdamGiven : NAdam<T> {
   using Hyper = NAdamGivenHyper;
   static OK_HD NAdamGiven at(const Hyper& h, const Counters& c) {
-    return {{T(h.lr), T(h.c_avg), T(h.one_minus_beta1), T(h.beta2), T(h.one_minus_beta2), T(h.eps),
-             T(h.weight_decay), T(h.decay), T(h.bc2), h.maximize, c.mu_product}};
+    return {{given_moments<T>(h), T(h.lr), T(h.c_avg), T(h.bc2), c.mu_product}};
   }
 };
 
