@@ -6,8 +6,9 @@ Every ``kernel<<<grid, block[, shmem[, stream]]>>>(args)`` is rewritten to
 ``::okemu::launch(grid, block, shmem, stream, kernel, args)`` into DIR/src, and
 the files are compiled as C++17 with __CUDACC__ and __CUDA_ARCH__ defined (the
 device branches of the rule headers run) into DIR/optkern/_cuda<suffix>.so.
-Only changed sources are recompiled. tools/cuda_emu/run puts DIR and the CuPy
-stand-in first on the path and runs the CUDA test files against it.
+Only the units whose sources or included headers changed are recompiled (the
+compiler's .d files). tools/cuda_emu/run puts DIR and the CuPy stand-in first on
+the path and runs the CUDA test files against it.
 """
 
 from __future__ import annotations
@@ -195,10 +196,35 @@ def _flags(asan: bool) -> list[str]:
     return flags
 
 
+def _depfile(obj: Path) -> Path:
+    return obj.with_suffix(".d")
+
+
+def _read_deps(d: Path) -> list[Path]:
+    """The prerequisites in a make rule ``obj: a b \\`` as the compiler writes it (-MMD)."""
+    text = d.read_text().replace("\\\n", " ")
+    return [Path(w) for w in text.split(":", 1)[1].split()]
+
+
+def _stale(cxx: str, src: Path, obj: Path, flags: list[str]) -> bool:
+    """Whether ``obj`` is older than a file it was compiled from (its .d file lists them).
+
+    Per unit, not per tree: a kernel fix recompiles the units that include it, not all twenty
+    (each takes minutes). An object from before the .d files has its list made now (-MM: the
+    preprocessor only, seconds)."""
+    if not obj.exists() or os.environ.get("OKEMU_REBUILD"):
+        return True
+    d = _depfile(obj)
+    if not d.exists() and subprocess.run([cxx, *flags, "-MM", "-MT", str(obj), "-MF", str(d), str(src)]).returncode:
+        return True
+    built = obj.stat().st_mtime
+    return any(not f.exists() or f.stat().st_mtime >= built for f in _read_deps(d))
+
+
 def _compile(cxx: str, src: Path, obj: Path, flags: list[str]) -> str | None:
-    if obj.exists() and obj.stat().st_mtime > src.stat().st_mtime and not os.environ.get("OKEMU_REBUILD"):
+    if not _stale(cxx, src, obj, flags):
         return None
-    cmd = [cxx, *flags, "-c", str(src), "-o", str(obj)]
+    cmd = [cxx, *flags, "-MMD", "-MF", str(_depfile(obj)), "-c", str(src), "-o", str(obj)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         return f"{shlex.join(cmd)}\n{r.stdout}{r.stderr}"
@@ -210,8 +236,6 @@ def build(out: Path, asan: bool, jobs: int) -> Path:
     srcdir, objdir, pkg = out / "src", out / "obj", out / "optkern"
     for d in (srcdir, objdir, pkg):
         d.mkdir(parents=True, exist_ok=True)
-    headers = max(p.stat().st_mtime for p in [*CUDA.glob("*.cu*"), *CUDA.glob("*.hpp"), *HERE.rglob("*.h")])
-    headers = max(headers, *(p.stat().st_mtime for p in (ROOT / "cpp" / "include").rglob("*.hpp")))
     units: list[Path] = []
     # Headers too (they launch kernels): the rewritten copies sit beside the units, which
     # include them by quoted name, so they are found before anything on the include path.
@@ -231,9 +255,6 @@ def build(out: Path, asan: bool, jobs: int) -> Path:
         for o in objs:
             o.unlink(missing_ok=True)
         stamp.write_text(" ".join(flags))
-    for o in objs:  # a changed header recompiles everything
-        if o.exists() and o.stat().st_mtime < headers:
-            o.unlink()
     with concurrent.futures.ThreadPoolExecutor(jobs) as ex:
         jobs_ = [(u, o, flags) for u, o in zip(units, objs)]
         errors = [e for e in ex.map(lambda j: _compile(cxx, *j), jobs_) if e]

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def pytest_configure(config) -> None:
     import optkern
@@ -40,8 +42,6 @@ NOT_EMULATED = {
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    import pytest
-
     for item in items:
         reason = NOT_EMULATED.get(item.nodeid.split("[")[0])
         if reason:
@@ -56,16 +56,31 @@ def _sites_run(lib) -> dict[str, int]:
     return {k: int(v) for k, v in (ln.split("\t") for ln in buf.value.decode().splitlines())}
 
 
+def pytest_sessionfinish(session, exitstatus) -> None:
+    config = session.config
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: the controller reports its launches
+        lib = config._okemu_lib
+        config.workeroutput["okemu"] = {"launches": lib.okemu_launch_count(), "sites": _sites_run(lib)}
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: with -n the tests, and launches, run in workers
+def pytest_testnodedown(node, error) -> None:
+    got = getattr(node, "workeroutput", {}).get("okemu")
+    if got:
+        node.config._okemu_workers = [*getattr(node.config, "_okemu_workers", []), got]
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     import build  # tools/cuda_emu/build.py: the launch sites of cuda/
 
     lib = config._okemu_lib
-    run = _sites_run(lib)
+    here = {"launches": lib.okemu_launch_count(), "sites": _sites_run(lib)}
+    ran = [here, *getattr(config, "_okemu_workers", [])]
     sites = build.launch_sites()
-    never = [s for s in sites if s not in run]
+    never = [s for s in sites if not any(s in r["sites"] for r in ran)]
     w = terminalreporter.write_line
     w(
-        f"cuda_emu: {lib.okemu_launch_count()} kernel launches ran on the emulated device; "
+        f"cuda_emu: {sum(r['launches'] for r in ran)} kernel launches ran on the emulated device; "
         f"{len(sites) - len(never)} of {len(sites)} launch sites in cuda/ ran"
     )
     for s in never:
