@@ -152,8 +152,17 @@ class _StepChecks:
                     name = f"state[{self._names(group, [p], gi)[0]}][{n!r}]"
                     if t.is_neg() or t.is_conj():
                         raise ValueError(f"{name}: {_views.NEG_VIEW if t.is_neg() else _views.CONJ_VIEW}")
+                    self._drop_views(ps)  # (its cached views: not to be counted as a user's, _relay)
                     self._relay(t, p, name, self._names(group, [p], gi)[0])
                     _views.check_paired(t, p, name)
+
+    def _drop_views(self, ps: list) -> None:
+        """Forget the step's cached NumPy views of run ``ps``'s tensors (made again as the run is
+        viewed): a view holds its tensor's storage, which ``_views.relay_state`` counts to find the
+        views a user holds of a state tensor it would re-lay."""
+        self._view_cache.pop(id(ps), None)
+        self._pre_hits.pop(id(ps), None)
+        self._written_ok = None
 
     def _relay(self, t: torch.Tensor, p: torch.Tensor, name: str, pname: str) -> None:
         """State tensor ``t`` (named ``name``) of param ``p`` (named ``pname``), dense in another memory
