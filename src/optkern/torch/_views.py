@@ -139,14 +139,19 @@ def differs(t: torch.Tensor, p: torch.Tensor) -> bool:
 
 def relayable(t: torch.Tensor, p: torch.Tensor) -> bool:
     """Whether ``t`` (a grad or state tensor of param ``p``) differs from ``p`` in its memory layout
-    only: of ``p``'s shape, dense in some order of its dims (no gaps, overlaps or negated bit), laid out
-    unlike ``p``, which is dense too (``differs``). Such a ``t`` is stepped through (a grad) or put
-    into (a state tensor) ``p``'s layout, as torch.optim steps it, reading elements by index."""
+    only: laid out unlike ``p`` (``differs``) and ``dense_like`` it. Such a ``t`` is stepped through
+    (a grad) or put into (a state tensor) ``p``'s layout, as torch.optim steps it, reading elements
+    by index."""
+    return differs(t, p) and dense_like(t, p)
+
+
+def dense_like(t: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether ``t`` is of ``p``'s shape and dense in some order of its dims (no gaps, overlaps or
+    negated bit), and ``p`` dense too: a copy can put it in ``p``'s layout (``in_layout_of``)."""
     return (
         t.layout is _STRIDED
         and t.shape == p.shape
         and not t.is_neg()
-        and differs(t, p)
         and dense_order(t) is not None
         and (p.is_contiguous() or dense_order(p) is not None)
     )
