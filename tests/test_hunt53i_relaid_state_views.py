@@ -78,3 +78,28 @@ def test_a_state_held_only_by_the_optimizer_and_the_user_as_itself_is_re_laid():
     _re_laid(p)
     opt.step()
     assert m is opt.state[p]["exp_avg"] is sd["state"][0]["exp_avg"] and m.stride() == p.stride()
+
+
+@pytest.mark.parametrize("view", [False, True])
+def test_two_groups_the_precheck_re_lays_or_refuses_as_one_group(view):
+    """Several runs: the step's precheck meets the re-laid param first (its own pass, the same
+    decision): re-laid and stepped as torch, or, with a live view, refused with nothing written."""
+    out = []
+    for mod, kw in ((torch.optim, {"foreach": False}), (ot, {})):
+        torch.manual_seed(12)
+        p = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+        q = torch.randn(7, dtype=torch.float64, requires_grad=True)
+        opt = mod.Adam([{"params": [p]}, {"params": [q], "lr": 0.01}], lr=0.1, **kw)
+        p.grad, q.grad = torch.randn_like(p), torch.randn_like(q)
+        opt.step()
+        v = opt.state[p]["exp_avg"].view(-1) if view else None
+        _re_laid(p)
+        q.grad = torch.ones_like(q)
+        if view and mod is ot:
+            _refused_unchanged(p, opt)
+            assert v is not None and v.data_ptr() == opt.state[p]["exp_avg"].data_ptr()
+            return
+        opt.step()
+        out.append((p.detach(), q.detach()))
+    for a, b in zip(*out):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-14)
