@@ -41,7 +41,9 @@ LAZY = (
 )
 is_lazy = torch.nn.parameter.is_lazy
 _to_dlpack = torch.utils.dlpack.to_dlpack
-_storage_use_count = torch._C._storage_Use_Count  # (the references to a storage: its tensors' and Python's)
+# (the references to a storage: its tensors' and Python's. torch's private API, present since 2.0:
+# without it a state's live views go undetected, as memory shared outside torch does)
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
 _view_as_real = torch.view_as_real
 _is_contiguous = torch.Tensor.is_contiguous
 _is_complex = torch.Tensor.is_complex
@@ -194,7 +196,7 @@ def _shares_storage(t: torch.Tensor) -> bool:
     st = t.untyped_storage()
     if st.nbytes() != t.numel() * t.element_size():
         return True
-    return _storage_use_count(st._cdata) > 2
+    return _storage_use_count is not None and _storage_use_count(st._cdata) > 2
 
 
 def view(t: torch.Tensor):
