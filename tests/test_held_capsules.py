@@ -81,7 +81,7 @@ def test_a_written_list_of_the_type_is_not_emptied():
 def test_the_adapter_hands_its_grads_over():
     """optkern.torch's step gives the native call a HeldCapsules list of the grads (CPU)."""
     import optkern.torch as OT
-    from optkern.torch import _runs
+    from optkern.torch import _run_grads as _runs  # (the grads of a run: moved out of _runs)
 
     seen = []
     real = _runs._held

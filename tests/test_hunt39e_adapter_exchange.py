@@ -90,7 +90,7 @@ def test_the_adapter_steps_alike_through_capsules_and_the_api(monkeypatch, name)
     replaced by a transposed copy (read by index, as torch reads it, since hunt 53d: the very bits
     of the row-major grad's step; it was refused by name before)."""
     import optkern.torch as OT
-    from optkern.torch import _runs
+    from optkern.torch import _run_grads as _runs  # (the grads of a run: moved out of _runs)
 
     hp = dict(lr=1e-2, momentum=0.9) if name == "SGD" else dict(lr=1e-2)
     out = []

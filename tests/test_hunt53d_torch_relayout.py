@@ -168,19 +168,22 @@ def test_a_grad_with_gaps_is_still_refused_by_name():
 
 
 @pytest.mark.parametrize(
-    "dtype,kw",
+    "name,dtype,kw",
     [
-        (torch.bfloat16, dict(master_weights=True, stochastic_rounding=True)),
-        (torch.float32, dict(state_dtype="int8", block_size=64)),
-        (torch.float32, dict(state_dtype="bfloat16")),
+        ("Adam", torch.bfloat16, dict(master_weights=True, stochastic_rounding=True)),
+        ("Adam", torch.float32, dict(state_dtype="int8", block_size=64)),
+        ("Adam", torch.float32, dict(state_dtype="bfloat16")),
+        # (its own group step: the master copy was stepped against the re-laid param, silently)
+        ("AdagradNorm", torch.bfloat16, dict(master_weights=True)),
+        ("AdagradNorm", torch.float16, dict(master_weights=True, stochastic_rounding=True, seed=3)),
     ],
 )
-def test_low_precision_storage_refuses_a_re_laid_param_by_name_nothing_written(dtype, kw):
+def test_low_precision_storage_refuses_a_re_laid_param_by_name_nothing_written(name, dtype, kw):
     """Its storage runs over the param's elements in C order (8-bit blocks, stochastic rounding's
     counters): a param re-laid after its state exists is refused, not its state re-laid into."""
     torch.manual_seed(8)
     p = torch.randn(2, 3, 8, 8).to(dtype).requires_grad_()
-    opt = ot.Adam([p], lr=0.1, **kw)
+    opt = getattr(ot, name)([p], lr=0.1, **kw)
     p.grad = torch.randn_like(p)
     opt.step()
     p.data = p.data.contiguous(memory_format=CL)
@@ -242,3 +245,18 @@ def test_a_complex_param_re_laid_steps_as_torch():
             opt.step()
         res.append(z.detach().clone())
     torch.testing.assert_close(res[1], res[0], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdagradNorm"])
+def test_low_precision_storage_refuses_a_param_re_laid_before_its_first_step(name):
+    """No state yet: its master copy would be made in C order and stepped against the param's
+    memory order (AdagradNorm's own group step made and stepped it, silently)."""
+    torch.manual_seed(8)
+    p = torch.randn(2, 3, 8, 8).to(torch.bfloat16).requires_grad_()
+    opt = getattr(ot, name)([p], lr=0.1, master_weights=True)
+    p.data = p.data.contiguous(memory_format=CL)
+    p.grad = torch.randn_like(p)
+    before = p.detach().clone()
+    with pytest.raises(ValueError, match=r"^param_groups\[0\]\['params'\]\[0\]: low-precision storage needs a contig"):
+        opt.step()
+    assert torch.equal(p.detach(), before) and not opt.state[p]

@@ -68,7 +68,7 @@ MV2_COMM_WORLD_SIZE > 1; mpi4py is not imported otherwise), or with --distribute
 With batch norm each rank normalizes its own share (as DDP without SyncBatchNorm).
 
 Time: the default study takes under a minute on an idle 2-core CPU (its runs train
-in parallel, one per core: --jobs); --quick (hidden
+in parallel, one per logical CPU: --jobs); --quick (hidden
 {",".join(map(str, q.hidden))}, {q.epochs} epochs, Hessian on {q.curvature_batch} samples) well under a minute. Ctrl-C
 (or SIGTERM) stops early and still writes a report of the runs so far.
 
@@ -169,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=whole_option,
         default=1,
-        help="CPU threads for optkern and BLAS (BLAS at most one per core: its threads spin; default 1: "
+        help="CPU threads for optkern and BLAS (BLAS at most one per logical CPU this process may use -- its "
+        "affinity mask, SMT siblings counted, and a cgroup v2 quota: its threads spin; default 1: "
         "fastest for this small network, and steady timings on a busy machine)",
     )
     s.add_argument(
@@ -177,7 +178,8 @@ def _parser() -> argparse.ArgumentParser:
         type=whole_option,
         default=0,
         metavar="N",
-        help="runs trained at once, in worker processes (default 0: one per CPU core, each with "
+        help="runs trained at once, in worker processes (default 0: one per logical CPU this process may "
+        "use, each with "
         "--threads threads; 1: all in this process; one at a time on a GPU and under MPI). Results do not "
         "depend on it",
     )

@@ -14,8 +14,9 @@ the environment alone, whichever Python thread imports it: the first value of
 ``OMP_NUM_THREADS`` if set (a value that is not a list of positive integers
 warns and is ignored, as libgomp and torch ignore it; one above ``MAX_THREADS``
 warns and runs ``MAX_THREADS``), else the CPUs in the process's affinity mask
-(``os.sched_getaffinity``: ``taskset`` counts; CPU quotas of a container do
-not), capped at ``MAX_THREADS``. Other libraries' settings do not move it:
+(``os.sched_getaffinity``: logical CPUs, ``taskset`` counts) and at most a
+cgroup v2 CPU quota rounded up (a container's ``--cpus``; a cgroup v1 quota is
+not read), capped at ``MAX_THREADS``. Other libraries' settings do not move it:
 ``torch.set_num_threads`` (before or after the import) leaves it alone, and
 ``set_num_threads`` leaves torch's. A forked child starts at 1 (see below).
 """
@@ -92,7 +93,9 @@ def _count(n) -> int:
 
 
 def blas_threads(n: int) -> int:
-    """The OpenBLAS threads ``limit_threads(n)`` sets: ``n``, at most the CPUs of this process.
+    """The OpenBLAS threads ``limit_threads(n)`` sets: ``n``, at most the CPUs of this process: the
+    logical CPUs of its affinity mask (not cores: two per core with SMT), and at most its cgroup v2
+    quota (``_cpus_of_process``).
 
     OpenBLAS's threads busy-wait, between calls (its idle workers spin ~0.1 s before they sleep)
     and inside one (a GEMM's threads spin on each other's panels): one more thread than cores
@@ -278,20 +281,44 @@ def _start_warning(message: str) -> None:
 
 
 def _cpus_of_process() -> int:
-    """The CPUs this process may run on: the affinity mask of its main thread (what ``taskset``
-    sets and reports), not that of the importing thread, which may have a narrower one of its own;
-    ``os.cpu_count()`` where the mask cannot be read (not Linux)."""
+    """The logical CPUs this process may run on (hardware threads, not cores: two per core with
+    SMT): the affinity mask of its main thread (what ``taskset`` sets and reports), not that of the
+    importing thread, which may have a narrower one of its own; ``os.cpu_count()`` where the mask
+    cannot be read (not Linux). At most its cgroup v2 CPU quota, rounded up (``_cgroup_cpus``: a
+    container's ``--cpus``); a cgroup v1 quota is not read. The one count of them (the study's
+    ``--jobs`` default too)."""
+    mask = 0
     for pid in (os.getpid(), 0):
         try:
-            return len(os.sched_getaffinity(pid))
+            mask = len(os.sched_getaffinity(pid))
+            break
         except (AttributeError, OSError):  # no sched_getaffinity (not Linux), or no main thread to ask
             continue
-    return os.cpu_count() or 1
+    cpus = mask or os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return cpus if quota is None else max(1, min(cpus, quota))
+
+
+def _cgroup_cpus(cgroups: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPUs this process's cgroup v2 quota allows, ``ceil(quota / period)`` of its ``cpu.max``
+    (``cgroups``: the process's cgroup list, whose ``0::`` line names its v2 group under ``root``),
+    or None: no quota (``max``), no v2 group, or nothing readable (not Linux). The quota is CPU time
+    per period, not a mask: threads beyond it are throttled, as spinning ones beyond the mask wait."""
+    try:
+        with open(cgroups) as f:
+            path = next((ln[3:].strip() for ln in f if ln.startswith("0::")), None)
+        if path is None:
+            return None
+        with open(os.path.join(root, path.lstrip("/"), "cpu.max")) as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        return None
 
 
 def _start_count() -> int:
-    """optkern's thread count at import: OMP_NUM_THREADS if set, else the CPUs of this process's
-    affinity mask (capped at MAX_THREADS: a larger host is not refused, it runs the bound)."""
+    """optkern's thread count at import: OMP_NUM_THREADS if set, else the CPUs of this process
+    (``_cpus_of_process``; capped at MAX_THREADS: a larger host is not refused, it runs the bound)."""
     default = min(_cpus_of_process(), MAX_THREADS)
     value = os.environ.get("OMP_NUM_THREADS")
     return default if value is None else _omp_num_threads(value, default)

@@ -73,7 +73,7 @@ class StudyConfig:
     lanczos_tol: float = 1e-3  # relative residual at which they count as converged
     threads: int = 1  # optkern and OpenBLAS threads (see optkern/threads.py)
     low_precision: bool = False  # the report compares the LOW_PRECISION runs with their fp32 ones
-    jobs: int = 1  # runs trained at once in worker processes; 0: one per core (study/pool.py; CLI default)
+    jobs: int = 1  # runs trained at once in worker processes; 0: one per logical CPU (study/pool.py; CLI default)
     seed: int = 0
     seeds: int = 1  # runs per configuration, with seeds seed, seed+1, ...
     overrides: dict = field(default_factory=dict)  # {optimizer: {hyper-parameter: value}}, e.g. from --lr

@@ -41,12 +41,11 @@ _WORKER: dict[str, Any] = {}
 
 
 def default_jobs(cfg, runs: int) -> int:
-    """One run per available core (each run uses ``cfg.threads`` of them), at most one per run."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(runs, cores // max(1, int(cfg.threads))))
+    """One run per available logical CPU (each run uses ``cfg.threads`` of them; ``_cpus_of_process``:
+    the affinity mask and a cgroup v2 quota), at most one per run."""
+    from ..threads import _cpus_of_process
+
+    return max(1, min(runs, _cpus_of_process() // max(1, int(cfg.threads))))
 
 
 def _init(train, val, cfg, sigterm_handled: bool = False, parent: int = 0) -> None:

@@ -286,7 +286,7 @@ def epoch0_key(name: str, norm: str, seed: int) -> tuple:
 
 
 def study_jobs(cfg: StudyConfig, runs: int, comm=None) -> int:
-    """How many runs train at once: ``cfg.jobs``, or with 0 one per core (pool.py); always one
+    """How many runs train at once: ``cfg.jobs``, or with 0 one per logical CPU (pool.py); always one
     on a GPU (one device) and under MPI (the ranks already share every run)."""
     if comm is not None or cfg.device != "cpu":
         return 1

@@ -152,20 +152,33 @@ class _StepChecks:
                     name = f"state[{self._names(group, [p], gi)[0]}][{n!r}]"
                     if t.is_neg() or t.is_conj():
                         raise ValueError(f"{name}: {_views.NEG_VIEW if t.is_neg() else _views.CONJ_VIEW}")
-                    self._relay(t, p, name, self._names(group, [p], gi)[0])
+                    self._relay(ps, t, p, name, self._names(group, [p], gi)[0])
                     _views.check_paired(t, p, name)
 
-    def _relay(self, t: torch.Tensor, p: torch.Tensor, name: str, pname: str) -> None:
-        """State tensor ``t`` (named ``name``) of param ``p`` (named ``pname``), dense in another memory
-        layout than ``p`` (the param given another one since the state was made: ``p.data = ...``), put
-        in ``p``'s in place (``_views.relay_state``: torch.optim steps it as it is, reading elements by
-        index); anything else left for the checks to name (another shape or device, gaps, a param
-        with gaps). With low-precision storage, which runs over a param's elements in C order (its
-        8-bit blocks, its stochastic rounding's counters), a param that is not contiguous is refused
-        by name instead (``_lowp.check_contiguous``)."""
+    def _drop_views(self, ps: list) -> None:
+        """Forget the step's cached NumPy views of run ``ps``'s tensors (made again as the run is
+        viewed): a view holds its tensor's storage, which ``_views.relay_state`` counts to find the
+        views a user holds of a state tensor it would re-lay."""
+        self._view_cache.pop(id(ps), None)
+        self._pre_hits.pop(id(ps), None)
+        self._written_ok = None
+
+    def _relay(self, ps: list, t, p: torch.Tensor, name: str, pname: str) -> None:
+        """State tensor ``t`` (named ``name``) of param ``p`` (named ``pname``, of run ``ps``), dense in
+        another memory layout than ``p`` (the param given another one since the state was made:
+        ``p.data = ...``), put in ``p``'s in place (``_views.relay_state``: torch.optim steps it as it
+        is, reading elements by index); anything else left for the checks to name (not a tensor, a
+        negated or conjugated view, another shape or device, gaps, a param with gaps). With
+        low-precision storage, which runs over a param's elements in C order (its 8-bit blocks, its
+        stochastic rounding's counters), a param that is not contiguous is refused by name instead
+        (``_lowp.check_contiguous``). The one decision to re-lay a state tensor, for both passes of
+        the checks (``_check_state_layouts``, ``_precheck_named``)."""
+        if not isinstance(t, torch.Tensor) or t.is_conj():  # (a negated view: not relayable)
+            return
         if t.dtype.is_complex == p.dtype.is_complex and t.device == p.device and _views.relayable(t, p):
             if self._lowp_core is not None:
                 _lowp.check_contiguous(p, pname)
+            self._drop_views(ps)  # (its cached views: not to be counted as a user's, relay_state)
             _views.relay_state(t, p, name)
 
     def _precheck(self, work: list) -> None:
@@ -233,8 +246,7 @@ class _StepChecks:
                     st = self.state.get(p) or {}
                     for n in self._stored(hp, p.dtype):
                         if self._held(st, n):
-                            if isinstance(st[n], torch.Tensor) and not (st[n].is_neg() or st[n].is_conj()):
-                                self._relay(st[n], p, f"state[{name}][{n!r}]", name)
+                            self._relay(ps, st[n], p, f"state[{name}][{n!r}]", name)
                             self._check_state(p, st[n], f"state[{name}][{n!r}]")
         if all(ps[0].is_cpu for *_, runs in work for ps in runs):
             self._precheck_native(work, True)

@@ -229,7 +229,7 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         try:  # (a grad laid out unlike its param is met by the checks too, before anything is written)
             self._grads_step()
         except _views.GradLayout:
-            with _relaid.relaid_grads(self.param_groups):  # (read through copies in the params' layouts)
+            with _relaid.relaid_grads(self.param_groups, self.state):  # (read through copies in the params' layouts)
                 self._grads_step()
         return loss
 

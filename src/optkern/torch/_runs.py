@@ -1,7 +1,8 @@
 """The runs of an optkern.torch step (a mixin of ``_Fused``): a group's params with a grad split
 into runs (one device, dtype and step count: one native call each), the NumPy/CuPy views of a
 run's params and state kept while they stay the same tensors, the grads' views made anew, and
-one run's fused call (the optkern.optim class's own ``_update``, or the adapter's ``_call``)."""
+one run's fused call (the optkern.optim class's own ``_update``, or the adapter's ``_call``). What a
+run's call reads as its grads: ``_run_grads``."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from ..optim._hyper import _check_dtype
 from ..optim._lowp_config import element_starts
 from ..optim._run import _Run
 from . import _inference, _lowp, _views
-from ._handover import _EXCHANGE, _data_key, _flat_shapes, _held, _to_dlpack
+from ._handover import _data_key, _flat_shapes
 from ._host_values import host_group
+from ._run_grads import _RunGrads
 from ._state import _entries, _equal_scalars, _join_scalars, _same_entries, _scalar_dtype
 from ._tracked import _TrackedEntry
 
@@ -49,7 +51,7 @@ def _elements_now(p) -> int:
     return 0 if _views.is_lazy(p) else _numel(p)
 
 
-class _Runs:
+class _Runs(_RunGrads):
     """A mixin of ``_Fused`` (its groups, state, caches, hyper-parameters and per-optimizer hooks)."""
 
     # what it assigns (made, and described, in _Fused.__init__)
@@ -342,72 +344,3 @@ class _Runs:
         states = [self.state.get(p) or {} for p in params]
         self._check_state_layouts(group, params, gi, states, self._stored(self._hyper(group), params[0].dtype))
         self._view_cache.pop(id(params), None)  # (every shape is the param's: views made anew next step)
-
-    def _grad_views(
-        self,
-        params: list,
-        gi: int,
-        capsules: bool = False,
-        grads: list | None = None,
-        dense: bool | None = None,
-        shapes: np.ndarray | None = None,
-    ) -> list:
-        """What the native call reads as the grads of ``params`` (one run: one device and dtype).
-
-        On the CPU no checks here: torch's ``.grad`` setter and autograd keep a grad's dtype, size
-        and device those of its param, the caller has compared the shapes (``_check_grad_shapes``)
-        and the native call checks dtype, size and layout again before it writes (an error it
-        raises is then named by ``_precheck``). ``capsules``: a list that the step's one native call
-        empties once it has read it (``_held``; each ``_update`` that ``_core_step`` runs makes one
-        call) of the grads themselves, which it describes through torch's DLPack exchange API
-        (``_EXCHANGE``), or of DLPack capsules (``to_dlpack``, half the cost of ``Tensor.numpy()``
-        per tensor, which only the native calls take); else NumPy views. Anything either refuses (a sparse
-        grad, one that requires grad, one on another device) goes through the checks that name
-        it. The views the step's precheck made are reused. ``dense``: whether every param is
-        contiguous (known to the caller; else checked here): a grad of a channels_last param goes
-        through the checks (its layout must be its param's) and comes as a flat view in memory
-        order; a complex one too, as its real view. ``shapes``: the params' (``_flat_shapes``), that
-        the native call compares the capsules' with; else the caller compared them. A grad that
-        the native call does not take as a capsule is checked here, shape included."""
-        pre = self._pre_grads.get(id(params))
-        if pre is not None:
-            return pre
-        if params[0].is_cpu:
-            if grads is None:
-                grads = [p.grad for p in params]
-            try:
-                if dense if dense is not None else _views.flat_real(params):
-                    # (a grad that is not contiguous: the native call refuses it, then it is named)
-                    if capsules:  # (the tensors themselves, or capsules freed by the native call once read: _held)
-                        if _EXCHANGE is not None:
-                            return _held(grads, grads, shapes, _EXCHANGE)
-                        return _held(map(_to_dlpack, grads), grads, shapes)
-                    if shapes is None:
-                        return [g.numpy() for g in grads]
-            except (TypeError, RuntimeError):
-                pass
-        self._check_grads(params, gi)
-        return _views.views([p.grad for p in params])
-
-    def _grad_arrays(self, params: list, gi: int) -> list:
-        """The grads of ``params`` as NumPy / CuPy arrays over their memory (bfloat16 as its uint16
-        bits). Not checked here (the low-precision step checks their types, dtypes, sizes and
-        layout before it writes; ``_run`` then names a bad one), except what a view refuses and a
-        grad that is not contiguous like its (contiguous) param."""
-        pre = self._pre_grads.get(id(params))
-        if pre is not None:
-            return pre
-        grads = [p.grad for p in params]
-        try:
-            # (its params are contiguous, ``_lowp.check_contiguous``: a grad that is not -- channels_last
-            # -- was viewed flat in its own memory order, each element stepped with another's grad)
-            contiguous = all(map(_is_contiguous, grads))
-        except (TypeError, AttributeError, RuntimeError):  # (no tensor, a sparse one: named below)
-            contiguous = False
-        if not contiguous:
-            self._check_grads(params, gi)  # (a dense one laid out otherwise: read through a copy, _relaid)
-        try:
-            return [_views.view(g) for g in grads]
-        except (TypeError, ValueError, RuntimeError, BufferError):
-            self._check_grads(params, gi)
-            raise

@@ -102,7 +102,7 @@ def _like_param(p, state: dict) -> None:
             continue
         cast = cx and v.is_complex() and v.dtype != p.dtype
         if cast or (v.dim() and (not _views.same_layout(v, p) or v.is_neg() or v.is_conj())):
-            state[k] = torch.empty_like(p, dtype=p.dtype if cast else v.dtype, device=v.device).copy_(v)
+            state[k] = _views.in_layout_of(p, v, p.dtype if cast else None)
 
 
 def _zeros(p):

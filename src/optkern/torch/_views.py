@@ -41,6 +41,9 @@ LAZY = (
 )
 is_lazy = torch.nn.parameter.is_lazy
 _to_dlpack = torch.utils.dlpack.to_dlpack
+# (the references to a storage: its tensors' and Python's. torch's private API, present since 2.0:
+# without it a state's live views go undetected, as memory shared outside torch does)
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
 _view_as_real = torch.view_as_real
 _is_contiguous = torch.Tensor.is_contiguous
 _is_complex = torch.Tensor.is_complex
@@ -138,14 +141,19 @@ def differs(t: torch.Tensor, p: torch.Tensor) -> bool:
 
 def relayable(t: torch.Tensor, p: torch.Tensor) -> bool:
     """Whether ``t`` (a grad or state tensor of param ``p``) differs from ``p`` in its memory layout
-    only: of ``p``'s shape, dense in some order of its dims (no gaps, overlaps or negated bit), laid out
-    unlike ``p``, which is dense too (``differs``). Such a ``t`` is stepped through (a grad) or put
-    into (a state tensor) ``p``'s layout, as torch.optim steps it, reading elements by index."""
+    only: laid out unlike ``p`` (``differs``) and ``dense_like`` it. Such a ``t`` is stepped through
+    (a grad) or put into (a state tensor) ``p``'s layout, as torch.optim steps it, reading elements
+    by index."""
+    return differs(t, p) and dense_like(t, p)
+
+
+def dense_like(t: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether ``t`` is of ``p``'s shape and dense in some order of its dims (no gaps, overlaps or
+    negated bit), and ``p`` dense too: a copy can put it in ``p``'s layout (``in_layout_of``)."""
     return (
         t.layout is _STRIDED
         and t.shape == p.shape
         and not t.is_neg()
-        and differs(t, p)
         and dense_order(t) is not None
         and (p.is_contiguous() or dense_order(p) is not None)
     )
@@ -164,16 +172,31 @@ def relay_state(t: torch.Tensor, p: torch.Tensor, name: str) -> None:
     ``opt.state[p]["exp_avg"]``, stays live, as torch.optim's state stays its tensor): a param given
     another layout after its state was made (``p.data = p.data.to(memory_format=channels_last)``,
     ``model.to(memory_format=...)``), which torch.optim steps on, its element-wise ops reading each
-    element by index. A view of another tensor's memory is refused instead (ValueError naming it):
-    re-laid out, it would stop sharing that memory, which torch's in-place step keeps writing."""
-    if t._base is not None:
+    element by index. Refused instead (ValueError naming it), as re-laid out it would stop sharing
+    memory that torch's in-place step keeps writing: a view of another tensor's memory (``_base``), a
+    tensor whose storage holds more than itself (``.set_`` onto a larger one: its other bytes may be
+    another tensor's), and one with views of its own that are alive (``m.view(-1)`` a user holds:
+    its storage's reference count, ``_shares_storage``). Not detectable, so not refused: memory
+    shared outside torch's storage (a NumPy array from ``t.numpy()`` whose tensor was dropped, a
+    DLPack consumer such as CuPy holding it): such an alias keeps the state's old values."""
+    if t._base is not None or _shares_storage(t):
         raise ValueError(
             f"{name}: laid out unlike its param (strides {tuple(t.stride())}, its param's {tuple(p.stride())}) "
-            "and a view of another tensor's memory, which it would stop sharing if re-laid out: give it "
-            "its param's layout"
+            "and its memory shared (a view of another tensor's, a larger storage, or views of it alive), "
+            "which it would stop sharing if re-laid out: give it its param's layout"
         )
     new = in_layout_of(p, t)
     t.set_(new.untyped_storage(), 0, new.size(), new.stride())
+
+
+def _shares_storage(t: torch.Tensor) -> bool:
+    """Whether ``t``'s storage holds more bytes than ``t``, or is held by another tensor too (a live
+    view of ``t``: each tensor over a storage holds one reference to it; the Python storage object
+    made here holds one more). ``t`` itself not a view (``_base``: checked first)."""
+    st = t.untyped_storage()
+    if st.nbytes() != t.numel() * t.element_size():
+        return True
+    return _storage_use_count is not None and _storage_use_count(st._cdata) > 2
 
 
 def view(t: torch.Tensor):

@@ -91,6 +91,8 @@ class AdagradNorm(_Fused):
     def _group_step(self, group, params, gi):
         for ps in self._kinds(params):  # (a step of one call has no precheck: refused before anything)
             _inference.check_run(self, group, ps, gi, ())
+            if self._lowp_core is not None:  # (a half param re-laid since its master copy was made: named)
+                self._check_lowp_layouts(group, ps, gi)
         for p in params:
             if "step" not in self.state[p]:  # (a param without a grad so far may hold the group's b_sq)
                 self._init_state(p, self.state[p], group)
@@ -130,6 +132,19 @@ class AdagradNorm(_Fused):
             if p.device == ps[0].device and (self._lowp_core is not None or _views.real_dtype(p.dtype) == real):
                 self.state[p]["b_sq"] = b
         return b
+
+    def _check_lowp_layouts(self, group: dict, ps: list, gi: int) -> None:
+        """The other low-precision optimizers' refusals, named: a param laid out unlike its state,
+        such as one given channels_last after its master copy was made (``_check_state_layouts``,
+        over the state each of ``ps`` keeps: halves and float32 params share a run here), and one
+        without state yet that its master copy could not follow (``_check_param``, as ``_layout``
+        checks a param it has not planned: this class plans its own runs)."""
+        for p, name in zip(ps, self._names(group, ps, gi)):
+            if "step" not in (self.state.get(p) or {}):
+                self._check_param(p, name)
+        hp = self._hyper(group)
+        names = tuple(dict.fromkeys(n for p in ps for n in self._stored(hp, p.dtype)))
+        self._check_state_layouts(group, ps, gi, [self.state.get(p) or {} for p in ps], names)
 
     def _lowp_step(self, group: dict, ps: list, gi: int, b: torch.Tensor) -> None:
         """Master weights: optkern.optim.AdagradNorm's low-precision step over ``ps`` (half and

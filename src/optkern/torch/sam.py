@@ -172,7 +172,7 @@ class SAM(torch.optim.Optimizer):
         try:
             self._ascend(rho, adaptive)
         except _views.GradLayout:  # (met before anything is written: read through copies in the params' layouts)
-            with _relaid.relaid_grads(self.param_groups):
+            with _relaid.relaid_grads(self.param_groups, {}):  # (the ascent writes the params only)
                 self._ascend(rho, adaptive)
         if zero_grad:
             self.zero_grad()
