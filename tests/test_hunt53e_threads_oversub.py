@@ -17,7 +17,8 @@ import pytest
 import optkern
 from optkern import _cpu, threads
 
-ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+# The package under test, wherever it is (src/ here, site-packages in CI: src/ has no built module there)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
 CORES = len(os.sched_getaffinity(0))
 
 

@@ -9,14 +9,19 @@ stand-in library answers the two counters the plugin reads.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools" / "cuda_emu"))
-sys.path.insert(0, str(ROOT / "tools" / "cuda_emu" / "py"))
-import build as emu_build  # noqa: E402
-import okemu_plugin  # noqa: E402
+import pytest
+
+from emu_tools import build as emu_build
+from emu_tools import plugin as okemu_plugin
+
+
+@pytest.fixture(autouse=True)
+def _build_as_the_plugin_imports_it(monkeypatch):
+    """The plugin imports tools/cuda_emu/build.py as ``build`` (on sys.path under tools/cuda_emu/run):
+    here for these tests only."""
+    monkeypatch.setitem(sys.modules, "build", emu_build)
 
 
 class _Lib:
