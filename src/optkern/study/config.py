@@ -118,7 +118,8 @@ class StudyConfig:
                 raise ConfigError(name, f"expected an integer, got {type(given).__name__}")
             v = int(given)
             if v < lo:
-                raise ConfigError(name, f"must be >= {lo}{' (0: one per core)' if name == 'jobs' else ''}, got {v}")
+                hint = " (0: one per logical CPU)" if name == "jobs" else ""
+                raise ConfigError(name, f"must be >= {lo}{hint}, got {v}")
             if v > hi:
                 raise ConfigError(name, f"must be <= {hi}, got {v}")
         lo, hi = _INT_RANGES_HIDDEN
