@@ -20,7 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import optkern.torch as ot  # noqa: E402
-from torch_common import CASES, IDS  # noqa: E402
+from torch_common import CASES, IDS, stepped_once  # noqa: E402
 
 CL = torch.channels_last
 TOL = {torch.float64: 1e-11, torch.float32: 2e-5}
@@ -142,11 +142,7 @@ def test_two_groups_one_grad_re_laid_steps_both_as_torch():
 
 
 def test_a_state_view_of_other_memory_laid_out_unlike_its_param_is_refused_nothing_written():
-    torch.manual_seed(7)
-    p = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
-    opt = ot.Adam([p], lr=0.1)
-    p.grad = torch.randn_like(p)
-    opt.step()
+    p, opt = stepped_once(ot.Adam, (2, 3, 4, 5), torch.float64, 7, lr=0.1)
     flat = torch.zeros(2 * p.numel(), dtype=torch.float64)
     opt.state[p]["exp_avg"] = flat[: p.numel()].view(p.shape)  # (a view of a buffer, row-major)
     p.data = p.data.contiguous(memory_format=CL)
@@ -181,11 +177,7 @@ def test_a_grad_with_gaps_is_still_refused_by_name():
 def test_low_precision_storage_refuses_a_re_laid_param_by_name_nothing_written(name, dtype, kw):
     """Its storage runs over the param's elements in C order (8-bit blocks, stochastic rounding's
     counters): a param re-laid after its state exists is refused, not its state re-laid into."""
-    torch.manual_seed(8)
-    p = torch.randn(2, 3, 8, 8).to(dtype).requires_grad_()
-    opt = getattr(ot, name)([p], lr=0.1, **kw)
-    p.grad = torch.randn_like(p)
-    opt.step()
+    p, opt = stepped_once(getattr(ot, name), (2, 3, 8, 8), dtype, 8, lr=0.1, **kw)
     p.data = p.data.contiguous(memory_format=CL)
     p.grad = torch.randn_like(p)
     before = p.detach().clone()

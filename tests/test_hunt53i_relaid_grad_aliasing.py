@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import optkern.torch as ot  # noqa: E402
+from torch_common import stepped_once  # noqa: E402
 
 SHARES = r"\(aliasing arrays cannot be updated in place\)$"
 
@@ -84,11 +85,7 @@ def test_a_grad_that_is_a_state_tensor_transposed_is_refused(name, key):
     kw = {"momentum": 0.9} if name == "SGD" else {}
 
     def make(mod, extra):
-        torch.manual_seed(3)
-        p = torch.randn(6, 6, dtype=torch.float64, requires_grad=True)
-        opt = getattr(mod, name)([p], lr=0.1, **kw, **extra)
-        p.grad = torch.randn(6, 6, dtype=torch.float64)
-        opt.step()
+        p, opt = stepped_once(getattr(mod, name), (6, 6), torch.float64, 3, lr=0.1, **kw, **extra)
         p.grad = opt.state[p][key].t()
         if mod is ot:
             return opt, [p]
@@ -99,11 +96,7 @@ def test_a_grad_that_is_a_state_tensor_transposed_is_refused(name, key):
 
 
 def test_a_channels_last_grad_over_a_state_tensor_is_refused():
-    torch.manual_seed(4)
-    p = torch.randn(2, 3, 4, 5, dtype=torch.float32, requires_grad=True)
-    opt = ot.AdamW([p], lr=0.1)
-    p.grad = torch.randn_like(p)
-    opt.step()
+    p, opt = stepped_once(ot.AdamW, (2, 3, 4, 5), torch.float32, 4, lr=0.1)
     m = opt.state[p]["exp_avg"]
     p.grad = m.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # (a copy: steps)
     opt.step()

@@ -73,6 +73,18 @@ def step_random(opt, ps, seed, n):
         opt.step()
 
 
+def stepped_once(cls, shape, dtype, seed, /, **hp):
+    """A seeded standard-normal param of ``shape`` and ``dtype``, its optimizer ``cls([p], **hp)``
+    and one step on a random grad: the set-up of a case that needs the state to exist (positional
+    arguments: ``hp`` may hold an optimizer's own ``seed``)."""
+    torch.manual_seed(seed)
+    p = torch.randn(shape, dtype=dtype).requires_grad_()
+    opt = cls([p], **hp)
+    p.grad = torch.randn_like(p)
+    opt.step()
+    return p, opt
+
+
 def through_file(sd):
     """``sd`` after a torch.save / torch.load round trip (weights_only, as a checkpoint is read)."""
     buf = io.BytesIO()
