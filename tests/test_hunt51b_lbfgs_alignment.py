@@ -129,30 +129,3 @@ def test_lbfgs_buffers_start_on_a_line_and_after_a_load(dtype):
     assert all(_on_line(v) for v in loaded._S + loaded._Y + [loaded._d, loaded._prev_g])
     for a, b in zip(opt._S + opt._Y, loaded._S + loaded._Y):
         np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("how", ["pickle", "deepcopy", "copy"])
-def test_a_copied_lbfgs_keeps_its_rows_on_lines(how):
-    """A pickled or deep-copied optimizer's arrays are NumPy's fresh ones: put back on lines (same
-    values, the same next step); a shallow copy still shares the original's rows."""
-    import copy
-    import pickle
-
-    n = (1 << 20) + 5  # 4 MiB and up: NumPy's copies start 16 bytes past a line
-    rng = np.random.default_rng(9)
-    a = rng.uniform(0.5, 2.0, n).astype(np.float32)
-    x = rng.standard_normal(n).astype(np.float32)
-    opt = optim.LBFGS([x], lr=0.01, max_iter=1, history_size=3, tolerance_grad=0, tolerance_change=0)
-    for _ in range(5):  # the history full: the spare pair is set
-        opt.step(lambda: (0.0, a * x))
-    other = {"pickle": lambda o: pickle.loads(pickle.dumps(o)), "deepcopy": copy.deepcopy, "copy": copy.copy}[how](opt)
-    vecs = other._S + other._Y + [other._d, other._prev_g] + list(other._spare or ())
-    assert len(other._S) == 3 and all(_on_line(v) for v in vecs)
-    for mine, theirs in zip(opt._S + opt._Y + [opt._d, opt._prev_g], vecs):
-        np.testing.assert_array_equal(mine, theirs)
-        assert (mine is theirs) == (how == "copy")
-    if how != "copy":
-        y = other.param_groups[0]["params"][0]
-        opt.step(lambda: (0.0, a * x))
-        other.step(lambda: (0.0, a * y))
-        np.testing.assert_array_equal(x, y)

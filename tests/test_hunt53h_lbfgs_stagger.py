@@ -152,7 +152,8 @@ def test_staggered_lbfgs_iterates_equal_the_line_placed_ones(dtype, line_search,
 @pytest.mark.parametrize("how", ["pickle", "deepcopy", "copy", "load"])
 def test_a_copied_or_loaded_lbfgs_is_staggered(how):
     """NumPy's fresh arrays (an unpickled, deep-copied or loaded optimizer's) are put where _aligned
-    places them; a shallow copy still shares the original's; the next step is the same."""
+    places them (``placed``: on a 64-byte line, and staggered), the spare pair too; a shallow copy
+    still shares the original's; the same values, and the next step is the same."""
     rng = np.random.default_rng(9)
     a = rng.uniform(0.5, 2.0, BIG).astype(np.float32)
     x = rng.standard_normal(BIG).astype(np.float32)
