@@ -93,7 +93,7 @@ def spectral_density(
     Args:
       op: a ``CurvatureOperator`` (or a square array / LinearOperator).
       num_probes: number of Rademacher probes ``P`` (probe ``p`` is the seed's ``p``-th).
-      steps: Lanczos steps per probe (``m``; costs ``P * m`` products).
+      steps: Lanczos steps per probe (``m``, at most ``2**63 - 1``; costs ``P * m`` products).
       grid: number of evenly spaced grid points spanning the nodes (widened by
         ``pad`` of the range plus ``3 sigma`` on each side), or the grid itself.
       sigma: Gaussian width (default ``0.01 * (max node - min node)``; 1e-3 of the
@@ -117,7 +117,7 @@ def spectral_density(
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     # (at most int32's max: a (P, m) array of nodes, and P * m products, is what they cost)
     P = _backend.integer("num_probes", num_probes, lo=1, hi=2**31 - 1)
-    steps = _backend.integer("steps", steps, lo=1)
+    steps = _backend.integer("steps", steps, lo=1, hi=_backend.INT64_MAX)  # (a loop count: int64, as every one)
     # the grid's arguments checked before the products are spent
     pad = _backend.nonnegative("pad", pad)
     if sigma is not None:
@@ -269,7 +269,7 @@ def _top_space(op, k: int, tol, max_steps, seed, progress):
         raise ValueError(f"k: must be at most n = {n}, got {k}")
     kk = min(k + 1, n)
     if max_steps is not None:
-        max_steps = _backend.integer("max_steps", max_steps, lo=k)
+        max_steps = _backend.integer("max_steps", max_steps, lo=k, hi=_backend.INT64_MAX)
         if max_steps < kk:
             # (the caller's cap is on products, and k + 1 pairs take k + 1 of them: it was raised to
             # k + 1 here, one product past the cap; refused before any, as an unconverged run is)
@@ -333,7 +333,8 @@ def gradient_concentration(
     k-th (to ``tol`` relative to the largest in magnitude), the top-k eigenspace is not unique --
     any k directions of the repeated eigenspace are Ritz vectors, each giving another fraction --
     and ValueError names ``k``; where the k + 1 Ritz pairs do not converge to ``tol`` within
-    ``max_steps`` products, ValueError names ``max_steps`` (the fraction would be of another subspace).
+    ``max_steps`` products (at most ``2**63 - 1``), ValueError names ``max_steps`` (the fraction would be
+    of another subspace).
     Given ``eigenvectors`` are taken as the subspace, unchecked. Over a distributed operator
     (``from_mlp(..., comm=)``) every rank passes the same ``grad`` (and ``eigenvectors``): the
     gradient of all the rows, not a rank's own (ValueError naming it on every rank otherwise).

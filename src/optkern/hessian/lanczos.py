@@ -63,7 +63,7 @@ def lanczos(
 
     Args:
       op: a ``CurvatureOperator`` (or anything ``as_operator`` accepts).
-      steps: number of iterations ``m`` (capped at ``n``; fewer are returned
+      steps: number of iterations ``m``, at most ``2**63 - 1`` (capped at ``n``; fewer are returned
         when an invariant subspace is found early: ``T`` then holds each
         distinct eigenvalue of that subspace once, and a repeated eigenvalue's
         further copies are not seen (``top_eigenvalues`` goes on past it)).
@@ -102,7 +102,7 @@ def lanczos(
     """
     op = require_symmetric(op, "op", "Lanczos")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
-    steps = _backend.integer("steps", steps, lo=1)
+    steps = _backend.integer("steps", steps, lo=1, hi=_backend.INT64_MAX)  # (a loop count: int64, as every one)
     return_vectors = _backend.flag("return_vectors", return_vectors)
     return_ritz = _backend.flag("return_ritz", return_ritz)
     op = with_progress(op, progress, min(steps, op.shape[0]))
@@ -193,7 +193,7 @@ def top_eigenvalues(
     Args:
       tol: relative residual tolerance (default 1e-10 for float64, 1e-4 for float32; with the floor
         near zero above).
-      max_steps: cap on the operator products (default ``10 max(30 k, 200)``, with the basis
+      max_steps: cap on the operator products, at most ``2**63 - 1`` (default ``10 max(30 k, 200)``, with the basis
         ``max_basis`` defaults to: as ``eigsh``'s ``maxiter``, restarts rather than a stop unconverged).
       v0, seed: the start vector (default: uniform in ``[-1, 1)`` from ``seed``; the rest of a
         first block, and the replacements of lost directions, too).
@@ -236,7 +236,11 @@ def top_eigenvalues(
     default_steps = max_steps is None
     # (the basis a run without max_steps holds, as before; restarting when full: _DEFAULT_CYCLES)
     basis = max(30 * k, 200)
-    max_steps = _DEFAULT_CYCLES * basis if default_steps else _backend.integer("max_steps", max_steps, lo=k)
+    max_steps = (
+        _DEFAULT_CYCLES * basis
+        if default_steps
+        else _backend.integer("max_steps", max_steps, lo=k, hi=_backend.INT64_MAX)
+    )
     check_every = _backend.integer("check_every", check_every, lo=1)
     if max_basis is not None:
         max_basis = _backend.integer("max_basis", max_basis, lo=k + b)

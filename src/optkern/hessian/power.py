@@ -47,13 +47,14 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     that this function took before, leave an error up to ``||r||^2 / gap``: 2.3e-5 at tol=1e-6 for a
     gap of 2 %. A slow gap now takes its iterations (the residual falls as ``(lambda_2 /
     lambda_1)^k``: about ``log(tol) / log(lambda_2 / lambda_1)`` products, twice the quotient's)
-    or ends with ``converged=False`` at ``max_iter``. With eigenvalues ``+-lambda`` dominant the
+    or ends with ``converged=False`` at ``max_iter`` (at most ``2**63 - 1``). With eigenvalues ``+-lambda`` dominant the
     quotient settles on no eigenvalue and the residual does not fall: not converged. The
     eigenvector returned is ``A v / ||A v||`` (one step past ``v``).
     """
     op = require_symmetric(op, "op", "power iteration")
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
-    max_iter = _backend.integer("max_iter", max_iter, lo=1)
+    # (at most int64's max, as cg's maxiter: 2**70 ran, and unconverged returned iterations = 2**70)
+    max_iter = _backend.integer("max_iter", max_iter, lo=1, hi=_backend.INT64_MAX)
     tol = _backend.positive("tol", tol)
     xp = op.xp
     n = op.shape[0]
