@@ -7,7 +7,7 @@ and the step over the groups; the state a param has and starts with is the mixin
 (``_state_dict_io.py``), the runs themselves (layout, views, one run's call) the mixin ``_Runs``
 (``_runs.py``), the checks the mixins of
 ``_checks_step.py`` and ``_checks_state.py``. The classes themselves (SGD ... NAdam: what each
-passes to its fused kernel) are in ``optimizers.py`` and ``adam.py``.
+passes to its fused kernel) are in ``sgd.py``, ``adaptive.py``, ``adam.py`` and ``adagrad_norm.py``.
 """
 
 from __future__ import annotations
