@@ -170,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         type=whole_option,
         default=1,
         help="CPU threads for optkern and BLAS (BLAS at most one per logical CPU this process may use -- its "
-        "affinity mask, SMT siblings counted, and a cgroup v2 quota: its threads spin; default 1: "
+        "affinity mask, SMT siblings counted, and a cgroup quota: its threads spin; default 1: "
         "fastest for this small network, and steady timings on a busy machine)",
     )
     s.add_argument(

@@ -15,8 +15,8 @@ the environment alone, whichever Python thread imports it: the first value of
 warns and is ignored, as libgomp and torch ignore it; one above ``MAX_THREADS``
 warns and runs ``MAX_THREADS``), else the CPUs in the process's affinity mask
 (``os.sched_getaffinity``: logical CPUs, ``taskset`` counts) and at most a
-cgroup v2 CPU quota rounded up (a container's ``--cpus``; a cgroup v1 quota is
-not read), capped at ``MAX_THREADS``. Other libraries' settings do not move it:
+cgroup CPU quota (v2's ``cpu.max`` or v1's ``cpu.cfs_quota_us``) rounded up (a
+container's ``--cpus``), capped at ``MAX_THREADS``. Other libraries' settings do not move it:
 ``torch.set_num_threads`` (before or after the import) leaves it alone, and
 ``set_num_threads`` leaves torch's. A forked child starts at 1 (see below).
 """
@@ -94,8 +94,8 @@ def _count(n) -> int:
 
 def blas_threads(n: int) -> int:
     """The OpenBLAS threads ``limit_threads(n)`` sets: ``n``, at most the CPUs of this process: the
-    logical CPUs of its affinity mask (not cores: two per core with SMT), and at most its cgroup v2
-    quota (``_cpus_of_process``).
+    logical CPUs of its affinity mask (not cores: two per core with SMT), and at most its cgroup (v2 or
+    v1) quota (``_cpus_of_process``).
 
     OpenBLAS's threads busy-wait, between calls (its idle workers spin ~0.1 s before they sleep)
     and inside one (a GEMM's threads spin on each other's panels): one more thread than cores
@@ -284,8 +284,8 @@ def _cpus_of_process() -> int:
     """The logical CPUs this process may run on (hardware threads, not cores: two per core with
     SMT): the affinity mask of its main thread (what ``taskset`` sets and reports), not that of the
     importing thread, which may have a narrower one of its own; ``os.cpu_count()`` where the mask
-    cannot be read (not Linux). At most its cgroup v2 CPU quota, rounded up (``_cgroup_cpus``: a
-    container's ``--cpus``); a cgroup v1 quota is not read. The one count of them (the study's
+    cannot be read (not Linux). At most its cgroup CPU quota (v2's, or v1's), rounded up
+    (``_cgroup_cpus``: a container's ``--cpus``). The one count of them (the study's
     ``--jobs`` default too)."""
     mask = 0
     for pid in (os.getpid(), 0):
@@ -300,19 +300,59 @@ def _cpus_of_process() -> int:
 
 
 def _cgroup_cpus(cgroups: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
-    """The CPUs this process's cgroup v2 quota allows, ``ceil(quota / period)`` of its ``cpu.max``
-    (``cgroups``: the process's cgroup list, whose ``0::`` line names its v2 group under ``root``),
-    or None: no quota (``max``), no v2 group, or nothing readable (not Linux). The quota is CPU time
-    per period, not a mask: threads beyond it are throttled, as spinning ones beyond the mask wait."""
+    """The CPUs this process's cgroup quota allows, ``ceil(quota / period)``, or None: no quota, no
+    group, or nothing readable (not Linux). ``cgroups`` is the process's cgroup list: its ``0::``
+    line names its v2 group under ``root`` (``cpu.max``); where that group has no ``cpu.max`` (v1,
+    or systemd's hybrid mode, whose cpu controller is v1's) the line listing the ``cpu`` controller
+    names its v1 group (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``). The quota is CPU time per
+    period, not a mask: threads beyond it are throttled, as spinning ones beyond the mask wait."""
     try:
         with open(cgroups) as f:
-            path = next((ln[3:].strip() for ln in f if ln.startswith("0::")), None)
-        if path is None:
-            return None
-        with open(os.path.join(root, path.lstrip("/"), "cpu.max")) as f:
-            quota, period = f.read().split()[:2]
-        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+            groups = [g for g in (ln.rstrip("\n").split(":", 2) for ln in f) if len(g) == 3]
+    except (OSError, ValueError):  # (ValueError: not text)
+        return None
+    for hierarchy, controllers, path in groups:
+        if hierarchy == "0" and controllers == "":
+            words = _words(os.path.join(root, path.lstrip("/"), "cpu.max"))
+            if words is not None:
+                return _quota_cpus(words[:2], "max")
+    for _, controllers, path in groups:
+        if "cpu" in controllers.split(","):
+            for d in _v1_dirs(root, controllers, path):
+                quota = _words(os.path.join(d, "cpu.cfs_quota_us"))
+                period = _words(os.path.join(d, "cpu.cfs_period_us"))
+                if quota is not None and period is not None:
+                    return _quota_cpus(quota[:1] + period[:1], "-1")
+    return None
+
+
+def _v1_dirs(root: str, controllers: str, path: str) -> list[str]:
+    """Where a v1 ``cpu`` group may be: under the controllers' mount (named as the cgroup list names
+    them, or ``cpu``: systemd's link), at ``path``, or the mount itself -- a container without a
+    cgroup namespace lists its host path but has its own group mounted as the root."""
+    mounts = dict.fromkeys((os.path.join(root, controllers), os.path.join(root, "cpu")))
+    return [d for m in mounts for d in (os.path.join(m, path.lstrip("/")), m)]
+
+
+def _words(path: str) -> list[str] | None:
+    """The whitespace-separated words of the file at ``path``, or None where it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read().split()
     except (OSError, ValueError):
+        return None
+
+
+def _quota_cpus(words: list[str], unlimited: str) -> int | None:
+    """``ceil(quota / period)`` of ``[quota, period]``, at least 1; None for ``unlimited`` (v2's
+    ``max``, v1's ``-1``) or anything else that is not a quota and a positive period (a period of 0
+    raised ZeroDivisionError at import)."""
+    try:
+        quota, period = words
+        if quota == unlimited or int(period) <= 0 or int(quota) < 0:
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except ValueError:
         return None
 
 

@@ -42,7 +42,7 @@ _WORKER: dict[str, Any] = {}
 
 def default_jobs(cfg, runs: int) -> int:
     """One run per available logical CPU (each run uses ``cfg.threads`` of them; ``_cpus_of_process``:
-    the affinity mask and a cgroup v2 quota), at most one per run."""
+    the affinity mask and a cgroup v2 or v1 quota), at most one per run."""
     from ..threads import _cpus_of_process
 
     return max(1, min(runs, _cpus_of_process() // max(1, int(cfg.threads))))
