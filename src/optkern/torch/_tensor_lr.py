@@ -1,4 +1,4 @@
-"""A float32 tensor ``lr`` as torch.optim's for-loop steps with it.
+"""A float32 tensor ``lr`` (or a NumPy float32 one) as torch.optim's for-loop steps with it.
 
 torch.optim takes ``lr`` as a tensor; where a step scalar is a quotient or product of it (Adam's and
 AdamW's ``lr / bc1``, NAdam's two coefficients, Adagrad's ``lr / (1 + (t - 1) lr_decay)``, the
@@ -11,13 +11,17 @@ are Adam's and AdamW's torch expressions (``_torch_scalars``), refused elsewhere
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
 def lr_is_float32(group: dict) -> bool:
-    """Whether the group's lr is a float32 tensor."""
+    """Whether the group's lr is a float32 tensor or a NumPy float32: torch's expressions keep the
+    latter float32 too (NumPy 2's promotion, NEP 50: ``np.float32 op float`` is float32), so its
+    for-loop and foreach steps compute these scalars as with a float32 tensor lr, bit for bit. (Its
+    ``fused=True`` step passes lr to C++ as a double: double scalars, as for a Python float.)"""
     lr = group["lr"]
-    return isinstance(lr, torch.Tensor) and lr.dtype == torch.float32
+    return isinstance(lr, np.float32) or (isinstance(lr, torch.Tensor) and lr.dtype == torch.float32)
 
 
 def replaced(opt, hp, **changes):

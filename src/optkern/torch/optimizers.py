@@ -28,6 +28,21 @@ ops of the tensor's dtype that optkern does not follow (a half ``lr`` of NAdam o
 rounds, NAdam's decoupled decay) are refused by name (``_tensor_hypers``). NAdam's tensor ``betas``
 step as torch's too: its scalars and ``mu_product *= mu`` (a tensor ``mu``, promoted) in torch's ops.
 
+A NumPy float32 ``lr`` steps as a float32 tensor lr: NumPy 2's promotion (NEP 50) keeps
+``np.float32 op float`` in float32, so torch's for-loop and foreach steps compute those scalars in
+float32 for it too (its for-loop with ``np.float32(lr)`` is its for-loop with ``torch.tensor(lr)``,
+bit for bit; torch's ``fused=True`` takes lr as a C++ double: its scalars are a Python float's). A
+NumPy float32 ``eps``, coupled ``weight_decay``, ``momentum``, ``dampening``, ``alpha`` or ``rho``
+enters no product torch rounds to float32 (the same steps as its Python float), nor, to its
+float32 rounding, a decoupled ``weight_decay`` beside a Python lr (``1 - lr * wd`` is computed in
+double here, in float32 by torch; equal in the tests). NumPy float32 Adam / AdamW ``betas`` are
+refused, as torch refuses them. Not followed (computed in double here, in the NumPy scalar's type
+by torch's for-loop): NumPy float32 NAdam ``betas`` or ``momentum_decay`` and a NumPy float32
+Adagrad ``lr_decay`` (an ulp or so of the param on some elements), and a NumPy float16 lr of Adam,
+AdamW, NAdam or Adagrad with ``lr_decay``, whose scalars torch computes in float16 (AdamW's
+``1 - 1e-3 * 1e-2`` rounds to 1 there: no decay at all; a float16 tensor lr is torch's for Adam and
+AdamW and refused for the others, above): pass Python floats or a tensor lr for torch's bits.
+
 The classes live in modules named for what they hold -- SGD (``sgd.py``), Adagrad, RMSprop and
 Adadelta (``adaptive.py``), the Adam family (``adam.py``), AdagradNorm (``adagrad_norm.py``) -- and
 are gathered here, the module ``optkern.torch`` imports them from.
