@@ -14,28 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from counting_operator import Counting
 from optkern import hessian
 
 TOP = 2**63 - 1
 
 
-class _Counting:
-    """A symmetric operator with ``matvec`` and ``shape`` that counts its products."""
-
-    def __init__(self, n: int = 7):
-        self.A = np.diag(np.arange(1.0, n + 1))
-        self.shape = self.A.shape
-        self.dtype = self.A.dtype
-        self.products = 0
-
-    def matvec(self, v):
-        self.products += 1
-        return self.A @ v
-
-
 @pytest.mark.parametrize("bad", [TOP + 1, 2**70, np.uint64(2**64 - 1)])
 def test_maxiter_past_int64_is_refused_before_a_product(bad):
-    op = _Counting()
+    op = Counting()
     b = np.arange(1.0, 8.0)
     before = b.copy()
     with pytest.raises(ValueError, match=rf"^maxiter: must be <= {TOP}, got {int(bad)}$"):
@@ -47,7 +34,7 @@ def test_maxiter_past_int64_is_refused_before_a_product(bad):
 @pytest.mark.parametrize("top", [TOP, np.int64(TOP)])
 def test_maxiter_at_int64_max_runs(top):
     """The bound itself is a limit like any other: the solve converges well before it."""
-    op = _Counting()
+    op = Counting()
     b = np.arange(1.0, 8.0)
     res = hessian.cg(op, b, maxiter=top, rtol=1e-12)
     assert res.info == 0 and 0 < res.iterations <= 7
@@ -63,9 +50,9 @@ def test_unconverged_info_is_the_int64_limit():
 def test_maxiter_stays_checked_for_type_and_sign():
     b = np.ones(7)
     with pytest.raises(ValueError, match=r"^maxiter: must be >= 0, got -1$"):
-        hessian.cg(_Counting(), b, maxiter=-1)
+        hessian.cg(Counting(), b, maxiter=-1)
     with pytest.raises(TypeError, match=r"^maxiter: expected an integer, got float$"):
-        hessian.cg(_Counting(), b, maxiter=5.0)
+        hessian.cg(Counting(), b, maxiter=5.0)
 
 
 def test_other_curvature_limits_are_clamped_or_bounded():

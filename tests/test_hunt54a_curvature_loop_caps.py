@@ -13,30 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from counting_operator import Counting
 from optkern import hessian
 
 TOP = 2**63 - 1
 N = 7
-
-
-class _Counting:
-    """A symmetric operator with ``matvec`` and ``shape`` that counts its products."""
-
-    def __init__(self):
-        self.A = np.diag(np.arange(1.0, N + 1))
-        self.shape = self.A.shape
-        self.dtype = self.A.dtype
-        self.products = 0
-
-    def matvec(self, v):
-        self.products += 1
-        return self.A @ v
-
-    def matmat(self, V):
-        self.products += V.shape[1]
-        return self.A @ V
-
-
 GRAD = np.linspace(1.0, 2.0, N)
 # (function, the limit's name, the call with that limit)
 LIMITS = [
@@ -52,7 +33,7 @@ IDS = [f"{f}-{a}" for f, a, _ in LIMITS]
 @pytest.mark.parametrize("bad", [TOP + 1, 2**70, np.uint64(2**64 - 1)])
 @pytest.mark.parametrize("fn,arg,call", LIMITS, ids=IDS)
 def test_a_loop_limit_past_int64_is_refused_by_name_before_a_product(fn, arg, call, bad):
-    op = _Counting()
+    op = Counting()
     with pytest.raises(ValueError, match=rf"^{arg}: must be <= {TOP}, got {int(bad)}$"):
         call(op, bad)
     assert op.products == 0
@@ -62,7 +43,7 @@ def test_a_loop_limit_past_int64_is_refused_by_name_before_a_product(fn, arg, ca
 @pytest.mark.parametrize("fn,arg,call", LIMITS, ids=IDS)
 def test_the_bound_itself_runs(fn, arg, call, top):
     """``2**63 - 1`` is a limit like any other: each converges (or is clamped to n) well before it."""
-    op = _Counting()
+    op = Counting()
     call(op, top)
     assert 0 < op.products <= 10 * N * N
 
@@ -83,6 +64,6 @@ def test_power_iterations_unconverged_is_the_limit_given():
 @pytest.mark.parametrize("fn,arg,call", LIMITS, ids=IDS)
 def test_the_limits_stay_checked_for_type_and_sign(fn, arg, call):
     with pytest.raises(TypeError, match=rf"^{arg}: expected an integer, got float$"):
-        call(_Counting(), 5.0)
+        call(Counting(), 5.0)
     with pytest.raises(ValueError, match=rf"^{arg}: must be >= 1, got 0$"):
-        call(_Counting(), 0)
+        call(Counting(), 0)
