@@ -68,7 +68,7 @@ def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_sta
     if not callable(forward):
         raise TypeError(f"forward: expected a callable, got {type(forward).__name__}")
     tol = _backend.positive("tol", tol)
-    max_iter = _backend.integer("max_iter", max_iter, 1)
+    max_iter = _backend.integer("max_iter", max_iter, 1, _backend.INT64_MAX)  # (a loop count: int64, as every one)
     eps = _backend.positive("eps", eps)  # a zero eps divides by the zero variance of a dead layer
     orthogonal_start = _backend.flag("orthogonal_start", orthogonal_start)
     for i, w in enumerate(weights):
