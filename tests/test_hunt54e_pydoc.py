@@ -185,3 +185,13 @@ def test_args_sections_name_only_parameters(name):
 def test_args_parser_reads_a_section():
     doc = "Title.\n\nArgs:\n  a, b: first\n    more text: not a name\n  c (int): third\n  d,\n    e: wrapped\n"
     assert _args_names(doc + "\nReturns:\n  x: no\n") == ["a", "b", "c", "d", "e"]
+
+
+def test_bench_threads_help_counts_logical_cpus_as_the_default_does():
+    """``optkern bench --help`` said optkern's default was "all cores": it is one per logical CPU of
+    the process (the README, ``study --threads`` and ``optkern.threads`` say so since the 53rd)."""
+    from test_hunt45g_docs import _subparser
+
+    action = next(a for a in _subparser("bench")._actions if a.dest == "threads")
+    text = " ".join(action.help.split())
+    assert "logical CPU" in text and "cores" not in text, text
