@@ -195,3 +195,25 @@ def test_bench_threads_help_counts_logical_cpus_as_the_default_does():
     action = next(a for a in _subparser("bench")._actions if a.dest == "threads")
     text = " ".join(action.help.split())
     assert "logical CPU" in text and "cores" not in text, text
+
+
+@pytest.mark.spawns
+def test_every_subpackage_the_package_docstring_lists_is_an_attribute_after_import_optkern():
+    """optkern's docstring lists its subpackages, saying of ``torch`` alone to import it explicitly;
+    after a plain ``import optkern``, ``optkern.amp`` / ``swa`` / ``swalp`` / ``distributed`` raised
+    AttributeError (``lowp``, ``threads`` worked). A fresh process: this one imported them all."""
+    import subprocess
+    import sys
+
+    import optkern
+
+    doc = " ".join((optkern.__doc__ or "").split()).split("Subpackages:", 1)[1].split(".", 1)[0]
+    names = [n for n in re.findall(r"``(\w+)`` \(", doc) if n != "torch"]
+    assert {"optim", "amp", "swa", "swalp", "distributed", "lowp"} <= set(names), names
+    code = (
+        f"import sys, optkern; print([n for n in {names!r} if not hasattr(optkern, n)]); print('mpi4py' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[:2] == ["[]", "False"], res.stdout  # (and mpi4py still not imported)
+    assert set(names) <= set(optkern.__all__)

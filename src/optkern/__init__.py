@@ -34,21 +34,31 @@ except ValueError as _error:
         _env.cli_exit(_error)
     raise
 
+# (every subpackage the docstring lists, so ``optkern.amp.GradScaler`` works after ``import optkern``
+# as ``optkern.lowp`` did: amp, swa, swalp and distributed raised AttributeError; none imports an
+# optional dependency -- distributed takes mpi4py only when a Communicator is made -- and together
+# they add ~50 ms to the import. ``torch`` needs PyTorch: imported explicitly, as the docstring says.)
 from . import (
     _backend,
     _pool,
+    amp,
     checkpoint,
     data,
     datasets,
+    distributed,
     functional,
     hessian,
     init,
+    lowp,
     nn,
     norm,
     optim,
     random,
     regularize,
     schedules,
+    swa,
+    swalp,
+    threads,
 )
 from ._backend import cuda_built
 from ._malloc import pin_glibc_thresholds
@@ -104,18 +114,25 @@ __all__ = [
     "get_total_norm",
     "save",
     "load",
+    "amp",
     "checkpoint",
+    "clip",
     "data",
     "datasets",
+    "distributed",
     "functional",
     "hessian",
     "init",
+    "lowp",
     "nn",
     "norm",
     "optim",
     "random",
     "regularize",
     "schedules",
+    "swa",
+    "swalp",
+    "threads",
     "get_num_threads",
     "set_num_threads",
     "limit_threads",
