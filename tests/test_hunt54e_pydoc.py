@@ -219,3 +219,20 @@ def test_every_subpackage_the_package_docstring_lists_is_an_attribute_after_impo
     assert res.returncode == 0, res.stderr
     assert res.stdout.split("\n")[:2] == ["[]", "False"], res.stdout  # (and mpi4py still not imported)
     assert set(names) <= set(optkern.__all__)
+
+
+@pytest.mark.parametrize("name, dtype", [("to_bfloat16", "bfloat16"), ("to_float16", "float16")])
+def test_lowp_fixed_dtype_forms_show_to_halfs_keywords(name, dtype):
+    """``help(optkern.lowp.to_float16)`` showed ``(x, **kw)``: now to_half's keywords, less ``dtype``."""
+    from optkern import lowp
+
+    fn = getattr(lowp, name)
+    params = inspect.signature(fn).parameters
+    want = {k: p for k, p in inspect.signature(lowp.to_half).parameters.items() if k != "dtype"}
+    assert list(params) == list(want) and all(params[k].default == p.default for k, p in want.items())
+    x = np.linspace(-3, 3, 11, dtype=np.float32)
+    kw = {"rounding": "stochastic", "seed": 5, "step": 2, "offset": 7, "raw": True}
+    inspect.signature(fn).bind(x, **kw)
+    np.testing.assert_array_equal(fn(x, **kw), lowp.to_half(x, dtype, **kw))
+    with pytest.raises(TypeError):
+        fn(x, dtype)  # (keyword-only, as to_half's)
