@@ -23,6 +23,7 @@ the memory pool of the MLP's temporaries; ``pin_glibc_thresholds()``: glibc's ma
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 
 from . import _env
@@ -34,21 +35,30 @@ except ValueError as _error:
         _env.cli_exit(_error)
     raise
 
+# (every subpackage the docstring lists, so ``optkern.amp.GradScaler`` works after ``import optkern``
+# as ``optkern.lowp`` did: amp, swa, swalp and distributed raised AttributeError. amp, swa and swalp
+# add ~17 ms of CPU to the import; distributed, ~45 ms, is imported at its first use (__getattr__).
+# ``torch`` needs PyTorch: imported explicitly, as the docstring says.)
 from . import (
     _backend,
     _pool,
+    amp,
     checkpoint,
     data,
     datasets,
     functional,
     hessian,
     init,
+    lowp,
     nn,
     norm,
     optim,
     random,
     regularize,
     schedules,
+    swa,
+    swalp,
+    threads,
 )
 from ._backend import cuda_built
 from ._malloc import pin_glibc_thresholds
@@ -69,6 +79,19 @@ def _version() -> str:
 
 
 __version__ = _version()
+
+_LAZY = ("distributed",)  # (its import takes ~10 % of optkern's: made when first named)
+
+
+def __getattr__(name: str):
+    """``optkern.distributed`` on first use (PEP 562), as if ``import optkern`` had imported it."""
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")  # (which also binds it here)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def info() -> dict:
@@ -104,18 +127,25 @@ __all__ = [
     "get_total_norm",
     "save",
     "load",
+    "amp",
     "checkpoint",
+    "clip",
     "data",
     "datasets",
+    "distributed",
     "functional",
     "hessian",
     "init",
+    "lowp",
     "nn",
     "norm",
     "optim",
     "random",
     "regularize",
     "schedules",
+    "swa",
+    "swalp",
+    "threads",
     "get_num_threads",
     "set_num_threads",
     "limit_threads",

@@ -220,7 +220,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--threads",
         type=whole_option,
-        help="OpenMP threads for optkern and torch (default: each library's own count, OMP_NUM_THREADS or all cores)",
+        help="OpenMP threads for optkern and torch (default: each library's own count; optkern's is "
+        "OMP_NUM_THREADS or one per logical CPU this process may use, as optkern.get_num_threads() says)",
     )
 
     sub.add_parser(

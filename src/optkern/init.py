@@ -1,8 +1,9 @@
 """Weight initializers (NumPy or CuPy), matching torch.nn.init's formulas.
 
-Every initializer comes twice: ``name_(w, ...)`` fills the array ``w`` in
+Every random initializer comes twice: ``name_(w, ...)`` fills the array ``w`` in
 place and returns it; ``name(shape, ..., dtype=float32, xp=numpy)`` returns
-a new array. Randomness comes from ``rng``: an int seed, a
+a new array (the fixed fills ``constant_``, ``ones_``, ``zeros_``, ``eye_`` and ``dirac_``
+come only in place, as torch.nn.init's). Randomness comes from ``rng``: an int seed, a
 ``numpy.random.Generator``, a ``cupy.random.Generator`` or None (fresh
 entropy). A seed gives a generator of the array's own library (NumPy for
 NumPy arrays, CuPy for CuPy arrays); a NumPy generator also works for CuPy
@@ -23,6 +24,7 @@ they share are in ``_init_random``, ``orthogonal_`` and LSUV in ``_init_orthogon
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -41,6 +43,47 @@ from ._init_orthogonal import orthogonal_ as orthogonal_
 from ._init_random import _check_xp, _checked, _fill_normal_, _fill_uniform_, _representable, _target
 from ._init_random import make_rng as make_rng
 from .random import _float_dtype, _shape
+
+# (help() and pydoc list only what is defined here without it: orthogonal_, trunc_normal_ and the
+# other imported initializers were missing, and ``import *`` brought math, np and warnings)
+__all__ = [
+    "calculate_fan_in_and_fan_out",
+    "calculate_gain",
+    "constant_",
+    "dirac_",
+    "eye_",
+    "geometric_normal",
+    "geometric_normal_",
+    "geometric_uniform",
+    "geometric_uniform_",
+    "kaiming_normal",
+    "kaiming_normal_",
+    "kaiming_uniform",
+    "kaiming_uniform_",
+    "lecun_normal",
+    "lecun_normal_",
+    "lecun_uniform",
+    "lecun_uniform_",
+    "lsuv_",
+    "lsuv_mlp_",
+    "make_rng",
+    "normal",
+    "normal_",
+    "ones_",
+    "orthogonal",
+    "orthogonal_",
+    "sparse",
+    "sparse_",
+    "trunc_normal",
+    "trunc_normal_",
+    "uniform",
+    "uniform_",
+    "xavier_normal",
+    "xavier_normal_",
+    "xavier_uniform",
+    "xavier_uniform_",
+    "zeros_",
+]
 
 # ---- fans and gains ----------------------------------------------------------
 
@@ -256,6 +299,17 @@ def _make_new(fill_):
     new.__doc__ = (
         f"A new array of ``shape`` (``dtype``, default float32, on ``xp``: numpy or cupy) "
         f"initialized by :func:`{fill_.__name__}`; other arguments as there."
+    )
+    # help() shows the arguments it takes, fill_'s in place of ``w``, not ``*args, **kw``
+    fill_params = list(inspect.signature(fill_).parameters.values())[1:]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    new.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter("shape", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            *fill_params,
+            inspect.Parameter("dtype", keyword, default=np.float32),
+            inspect.Parameter("xp", keyword, default=np),
+        ]
     )
     return new
 

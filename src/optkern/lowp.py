@@ -53,6 +53,8 @@ block to zero, and Adam then divides by ``eps``.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from . import _backend
@@ -224,6 +226,14 @@ def to_bfloat16(x, **kw):
 def to_float16(x, **kw):
     """``to_half(x, 'float16', ...)``."""
     return to_half(x, "float16", **kw)
+
+
+# help() shows the keywords they pass on (to_half's, less dtype), not ``**kw``
+for _fixed in (to_bfloat16, to_float16):
+    _fixed.__signature__ = inspect.signature(to_half).replace(  # type: ignore[attr-defined]
+        parameters=[p for n, p in inspect.signature(to_half).parameters.items() if n != "dtype"]
+    )
+del _fixed
 
 
 def stochastic_round(

@@ -31,6 +31,9 @@ import warnings
 
 from . import _backend
 
+# (``import *`` brought contextlib, ctypes, os, threading and warnings without it)
+__all__ = ["MAX_THREADS", "blas_threads", "get_num_threads", "limit_threads", "set_num_threads"]
+
 #: The most threads ``set_num_threads`` / ``limit_threads`` take (the study's ``--threads`` bound
 #: too). OpenMP accepts any count but creates the team only at the next parallel region, and a
 #: count it cannot create ends the process there (a segfault, not an error): with Linux's default

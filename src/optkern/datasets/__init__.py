@@ -20,6 +20,9 @@ from ._csv import _read_csv
 from ._errors import DataError as DataError
 from ._scaling import _standardized
 
+# (without it help() and pydoc listed the split's helper untrained_classes and not DataError)
+__all__ = ["DataError", "Dataset", "load_digits", "load_file"]
+
 _HERE = os.path.dirname(__file__)
 
 

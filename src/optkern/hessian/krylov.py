@@ -257,7 +257,9 @@ class BlockKrylov:
         H = self.H[: self.m, : self.m]
         return np.triu(H) + np.triu(H, 1).T
 
-    def eig(self):  # (theta, S): the eigenpairs of H without residuals (what ``restart`` takes)
+    def eig(self):
+        """``(theta, S)``: the eigenpairs of the projected ``H``, without residuals (what ``restart``
+        takes; on one BLAS thread: ``_eigh``)."""
         return _eigh.eigh(self.projected())  # (on one BLAS thread: _eigh)
 
     def ritz(self):

@@ -111,7 +111,9 @@ class StateDictMixin(OptimizerParts):
         :mod:`optkern.optim._state_checks`): each state array has its parameter's shape, is
         finite and obeys its sign (second moments, accumulators >= 0); steps are non-negative
         integers; a parameter's entry holds all the state its hyper-parameters need; each group
-        has ``lr`` and the optimizer's core hyper-parameters; no unknown keys. ``strict=False``
+        has ``lr`` and the optimizer's core hyper-parameters; no unknown keys at the top level or
+        in a state entry (a group's other entries, such as a scheduler's ``initial_lr`` or
+        torch's ``foreach``, are kept, as PyTorch keeps them). ``strict=False``
         ignores unknown keys, keeps this optimizer's value of a missing hyper-parameter and
         reads an empty entry as "not stepped yet"; values are checked either way.
         """

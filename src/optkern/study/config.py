@@ -81,6 +81,8 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, **kw) -> StudyConfig:
+        """The ``--quick`` smoke study's configuration (fewer epochs and checkpoints, a smaller
+        network and curvature budget); ``kw`` sets any field on top of it."""
         base: dict[str, Any] = dict(
             epochs=4,
             checkpoints=3,
@@ -96,6 +98,8 @@ class StudyConfig:
         return cls(**base)
 
     def validate(self) -> None:
+        """Check every field (optimizer and norm names, ranges, ``--lr`` overrides); raise
+        ``ConfigError`` (a ValueError naming the field) on the first bad one."""
         if not self.optimizers:
             raise ConfigError("optimizers", f"no optimizer given; choose from {', '.join(OPTIMIZERS)}")
         unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
@@ -156,6 +160,8 @@ class StudyConfig:
                 )
 
     def checkpoint_epochs(self) -> list:
+        """The epochs at which the Hessian is measured: ``checkpoints`` of them, evenly spread from 0
+        to ``epochs`` (at most one per epoch; a single checkpoint is the last epoch)."""
         c = min(self.checkpoints, self.epochs + 1)
         if c == 1:
             return [self.epochs]

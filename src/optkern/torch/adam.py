@@ -34,7 +34,6 @@ class Adam(Float32Lr, _Fused):
     _core = _optim.Adam
     # (torch's message, AdamW's too)
     _sparse_refusal = "Adam does not support sparse gradients, please consider SparseAdam instead"
-    _decoupled_default = False
 
     def __init__(
         self,
@@ -46,10 +45,11 @@ class Adam(Float32Lr, _Fused):
         amsgrad=False,
         *,
         maximize=False,
-        decoupled_weight_decay=None,
+        decoupled_weight_decay=False,
         **lowp,
     ):
-        dwd = self._decoupled_default if decoupled_weight_decay is None else decoupled_weight_decay
+        # (torch's default False, as its signature shows; None, which torch stores and steps as False, too)
+        dwd = False if decoupled_weight_decay is None else decoupled_weight_decay
         # torch's own refusals of tensor lr / betas, before anything is made (the keywords checked first)
         refuse_adam_constructor(lr, betas, take_impl_keywords(dict(lowp), type(self)))
         super().__init__(
@@ -126,8 +126,6 @@ class Adam(Float32Lr, _Fused):
 class AdamW(Adam):
     """torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2)."""
 
-    _decoupled_default = True
-
     def __init__(
         self,
         params,
@@ -140,7 +138,11 @@ class AdamW(Adam):
         maximize=False,
         **lowp,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, **lowp)
+        if "decoupled_weight_decay" in lowp:  # (it reached Adam's: AdamW(decoupled_weight_decay=False) ran L2)
+            raise TypeError("AdamW.__init__() got an unexpected keyword argument 'decoupled_weight_decay'")
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True, **lowp
+        )
 
     def __setstate__(self, state: dict) -> None:
         # torch's AdamW.__setstate__ (which its load_state_dict calls): any state loaded into an
