@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _backend, _fixed_sums
 from ._lockstep import in_lockstep
-from ._probes import start_vector
+from ._probes import checked_seed, start_vector
 from ._products import check_estimate
 from .operators import as_operator, unit_vector
 from .symmetry import require_symmetric
@@ -55,6 +55,7 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     op = as_operator(op, "op")  # (errors name the argument: op, not as_operator's A)
     max_iter = _backend.integer("max_iter", max_iter, lo=1)
     tol = _backend.positive("tol", tol)
+    seed = checked_seed(seed)  # (with v0 none is drawn: a bad seed was taken silently)
     xp = op.xp
     n = op.shape[0]
     fi = np.finfo(np.dtype(op.dtype))
