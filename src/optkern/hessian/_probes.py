@@ -13,8 +13,19 @@ space then never holds; a continuous one is orthogonal to none (ARPACK's and PyH
 
 from __future__ import annotations
 
+from ..random import _u64
 from ..random import rademacher as _philox_rademacher
 from ..random import uniform as _philox_uniform
+
+
+def checked_seed(seed) -> int:
+    """``seed``, an estimator's argument, as the Philox key of its random vectors: an integer in
+    ``[0, 2**64)`` (TypeError / ValueError naming ``seed``, as ``optkern.random`` words them). Checked
+    with the estimator's other arguments, before any product: where it was first read by the draw of a
+    vector, ``top_eigenvalues`` with ``v0`` raised only at a breakdown's replacement vector, after its
+    products, and ``v0`` runs without one (``lanczos``, ``power_iteration``) or an exact Hutch++ trace
+    (no probes) took ``-1`` or ``"x"`` silently."""
+    return _u64("seed", seed)
 
 
 def rademacher(n: int, *, seed: int, index: int, dtype, xp):

@@ -12,8 +12,8 @@ non-finite product raises ValueError.
 
 Cheap enough for the tight loops of Lanczos and Hutchinson: attribute checks and one
 reduction per product (the sum: any NaN or Inf entry makes it non-finite); a copy only where
-one is needed (a float32 product of a float64 operator, a product that is the input itself), and
-one vector per product: the function's input is a copy of the caller's (``private``).
+one is needed (a float32 product of a float64 operator, a product that is the input itself or
+misaligned), and one vector per product: the function's input is a copy of the caller's (``private``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def checked(y, who: str, op, v=None, shape: tuple | None = None):
             y = y.astype(op.dtype)
         if y.dtype == np.float32 and not bool(xp.isfinite(y).all()):  # (only a narrowing cast can overflow)
             raise ValueError(f"{who}: returned a product with entries past {op.dtype}'s range (the operator's dtype)")
-    elif v is not None and xp.may_share_memory(y, v):  # (bounds only: no exact overlap search)
+    elif (v is not None and xp.may_share_memory(y, v)) or (xp is np and not y.flags.aligned):
+        # (bounds only: no exact overlap search.) A misaligned product (np.frombuffer at an odd offset)
+        # copied as a misaligned input vector is (CurvatureOperator._vector): the native passes refused
+        # it naming their own arguments ("w: array data is misaligned" in lanczos, "y:" in cg).
         y = y.copy()
     return y
 

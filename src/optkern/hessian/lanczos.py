@@ -22,7 +22,7 @@ import numpy as np
 from .. import _backend
 from . import _combine, _eigh
 from ._lockstep import in_lockstep
-from ._probes import start_vector
+from ._probes import checked_seed, start_vector
 from ._restart import restart_count, restart_keep, select
 from .krylov import BlockKrylov
 from .operators import as_operator, with_progress
@@ -105,6 +105,7 @@ def lanczos(
     steps = _backend.integer("steps", steps, lo=1, hi=_backend.INT64_MAX)  # (a loop count: int64, as every one)
     return_vectors = _backend.flag("return_vectors", return_vectors)
     return_ritz = _backend.flag("return_ritz", return_ritz)
+    seed = checked_seed(seed)  # (with v0 none is drawn: a bad seed was taken silently)
     op = with_progress(op, progress, min(steps, op.shape[0]))
     if v0 is None:  # (uniform, not +-1: a +-1 start missed the top eigenvector (e1 - e2) / sqrt(2) half the time)
         v0 = start_vector(op.shape[0], seed=seed, index=0, dtype=op.dtype, xp=op.xp)
@@ -231,6 +232,8 @@ def top_eigenvalues(
         tol = 1e-10 if op.dtype == np.float64 else 1e-4
     tol = _backend.positive("tol", tol)
     b = _backend.integer("block_size", block_size, lo=1)
+    # (with v0 the first draw may come at a breakdown, after products: the error came there, or never)
+    seed = checked_seed(seed)
     if b > n:
         raise ValueError(f"block_size: must be at most n = {n}, got {b}")
     default_steps = max_steps is None

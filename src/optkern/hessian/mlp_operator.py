@@ -40,7 +40,8 @@ def from_mlp(
 
     Args:
       model: the ``optkern.nn.MLP``.
-      params: flat parameters.
+      params: flat parameters (an array of the model's dtype and ``num_params`` entries, checked here; their
+        values are read at each product, or at the first with ``fixed``).
       x, y: one batch; or give ``batches`` instead.
       kind: ``"hessian"`` (Pearlmutter HVP) or ``"ggn"`` (Gauss-Newton: PSD unless the model has a
         ``confidence_penalty``, whose entropy term makes the loss's Hessian in the logits indefinite).
@@ -132,6 +133,9 @@ def _local_operator(
 
     if not isinstance(model, MLP):  # (else an AttributeError at the first product)
         raise TypeError(f"model: expected an optkern.nn.MLP, got {type(model).__name__}")
+    # (their kind, dtype and shape cannot change before a product, their values may: an operator over
+    # None or float64 params of a float32 model was made, and raised inside the estimator it was given)
+    model._check_params(params)
     if progress is not None and not callable(progress):  # (else a TypeError mid-product, unnamed)
         raise TypeError(f"progress: expected a callable progress(done, total) or None, got {type(progress).__name__}")
     if kind not in ("hessian", "ggn"):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _backend, _fixed_sums
 from ._lockstep import in_lockstep
-from ._probes import start_vector
+from ._probes import checked_seed, start_vector
 from ._products import check_estimate
 from .operators import as_operator, unit_vector
 from .symmetry import require_symmetric
@@ -56,6 +56,7 @@ def power_iteration(op, max_iter: int = 100, tol: float = 1e-6, v0=None, seed: i
     # (at most int64's max, as cg's maxiter: 2**70 ran, and unconverged returned iterations = 2**70)
     max_iter = _backend.integer("max_iter", max_iter, lo=1, hi=_backend.INT64_MAX)
     tol = _backend.positive("tol", tol)
+    seed = checked_seed(seed)  # (with v0 none is drawn: a bad seed was taken silently)
     xp = op.xp
     n = op.shape[0]
     fi = np.finfo(np.dtype(op.dtype))

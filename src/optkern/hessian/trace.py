@@ -23,7 +23,7 @@ import numpy as np
 from .. import _backend
 from . import _orthonormal
 from ._lockstep import in_lockstep
-from ._probes import rademacher
+from ._probes import checked_seed, rademacher
 from ._products import check_estimate
 from ._vectors import in_range as _in_range
 from .operators import as_operator, with_progress
@@ -181,6 +181,7 @@ def trace(op, method: str = "hutchinson", num_matvecs: int = 100, seed: int = 0,
         raise ValueError(f"num_matvecs: must be at most 2**31 - 1, got {m}")
     if method == "hutch++" and m < 3:
         raise ValueError(f"num_matvecs: hutch++ needs at least 3, got {m}")
+    seed = checked_seed(seed)  # (an exact Hutch++ draws no probe: a bad seed was taken silently)
     n = op.shape[0]
     exact = method == "hutch++" and m // 3 >= n
     op = with_progress(op, progress, n if exact else m)

@@ -61,11 +61,8 @@ class _MLPArgs(NativeByName):
         _backend.backend(("params", params), ("x", x), ("y", y), ("v", v))
         xp = _backend.array_module(params)
         for name, a in (("params", params), ("v", v)):
-            if a is None:
-                continue
-            _of_dtype(name, a, self.dtype)
-            if a.shape != (self.num_params,):
-                raise ValueError(f"{name}: expected shape ({self.num_params},), got {tuple(a.shape)}")
+            if a is not None:
+                self._check_flat(name, a)
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"x: expected shape (N, {self.sizes[0]}), got {tuple(x.shape)}")
         if x.shape[0] < 1:
@@ -100,6 +97,20 @@ class _MLPArgs(NativeByName):
                     raise ValueError(f"y: expected targets of shape {want}, got {tuple(y.shape)}")
                 y = xp.ascontiguousarray(y, dtype=self.dtype)
         return xp, x, y
+
+    def _check_flat(self, name: str, a) -> None:
+        """TypeError / ValueError naming ``name`` unless the array ``a`` (params, a direction) holds the
+        model's dtype (either byte order) in shape ``(num_params,)``."""
+        _of_dtype(name, a, self.dtype)
+        if a.shape != (self.num_params,):
+            raise ValueError(f"{name}: expected shape ({self.num_params},), got {tuple(a.shape)}")
+
+    def _check_params(self, params) -> None:
+        """``params`` checked as every product checks them (:meth:`_check`), without a batch: for
+        ``hessian.from_mlp``, whose operator otherwise took any object and raised at its first product."""
+        if not (isinstance(params, np.ndarray) or _backend.is_cupy(params)):
+            raise TypeError(f"params: expected a numpy or cupy array, got {type(params).__name__}")
+        self._check_flat("params", params)
 
     def _product_out(self, out, params, v, x=None, y=None):
         """The array a product is written to: fresh, or the caller's ``out`` (checked before any work).
