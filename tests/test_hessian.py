@@ -355,7 +355,7 @@ def test_from_hvp_from_grad_and_as_operator():
     with pytest.raises(ValueError, match="A: expected a square matrix"):
         hessian.as_operator(np.ones((3, 4)))
     with pytest.raises(ValueError, match="kind"):
-        hessian.from_mlp(MLP([2, 2]), None, kind="fisher")
+        hessian.from_mlp(MLP([2, 2]), MLP([2, 2]).init_params(), kind="fisher")
     with pytest.raises(ValueError, match="which"):
         hessian.top_eigenvalues(A, which="BE")
 
