@@ -120,12 +120,14 @@ template <class T, class F> std::vector<T> channel_lows(const T* mean, const T* 
   return lo;
 }
 
-// Σx² (RMS norm, ‖v‖ of weight norm) as a block_sum, rounded to T once: summed in float32 lanes of
-// thousands of terms, rows of similar values rounded every addition the same way (a constant row
-// of 65536 float32 values had Σx² 2e-5 off: y = 1 ± 1e-5, ~100 ulps, where torch's is within one).
-// The result rounded to T can overflow or underflow, which the caller's stats_ok sees.
-template <class T> OK_INLINE T sum_squares(const T* OK_RESTRICT x, int64_t n) {
-  return T(block_sum<T>(n, [&](int64_t i) { return x[i] * x[i]; }));
+// Σx² (RMS norm, ‖v‖ of weight norm) as a block_sum, in double (the caller rounds once): not in
+// float32 lanes of thousands of terms, rows of similar values rounded every addition the same way
+// (a constant row of 65536 float32 values had Σx² 2e-5 off: y = 1 ± 1e-5, ~100 ulps, where
+// torch's is within one).
+// Rounded to T it can overflow or underflow, which the caller's stats_ok sees; RMS norm forms
+// 1 / sqrt(Σx² / n + eps) from the double and rounds that once (as layer norm's rstd).
+template <class T> OK_INLINE double sum_squares(const T* OK_RESTRICT x, int64_t n) {
+  return block_sum<T>(n, [&](int64_t i) { return x[i] * x[i]; });
 }
 
 // ---- The scaled fallback of rules/norm.hpp (rare: extreme or non-finite rows) ----
@@ -272,10 +274,11 @@ template <class T> void redo_channels(const ChannelGrads<T>& k, const char* bad_
   }
 }
 
-// ‖x‖₂ of a contiguous row: the fast sum unless it overflowed or underflowed.
+// ‖x‖₂ of a contiguous row: the fast sum unless it overflowed or underflowed (seen on the sum rounded
+// to T), its square root taken in double and rounded once (sqrt of the float32 sum: 1 ulp off in ~13%).
 template <class T> OK_INLINE T row_norm2(const T* OK_RESTRICT x, int64_t n) {
-  const T ss = sum_squares(x, n);
-  if (rules::stats_ok(T(0), ss, T(0))) return std::sqrt(ss);
+  const double ss = sum_squares(x, n);
+  if (rules::stats_ok(T(0), T(ss), T(0))) return T(std::sqrt(ss));
   const auto q = scaled_sum_squares<T>(n, [&](int64_t i) { return x[i]; });
   return rules::norm_scaled(q.ssq, q.e);
 }

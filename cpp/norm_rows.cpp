@@ -41,9 +41,9 @@ OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT 
   const int64_t M = a.Cg * a.S;
   T mu = T(0), rs, lo = T(0);  // lo: the mean's low part (rules::mean_lo)
   if (a.rms) {
-    const T ss = sum_squares(x, M);
-    if (rules::stats_ok(T(0), ss, a.eps)) {
-      rs = rules::inv_rms(ss, T(M), a.eps);
+    const double ss = sum_squares(x, M);
+    if (rules::stats_ok(T(0), T(ss), a.eps)) {  // (on the sum rounded to T, as the GPU's)
+      rs = T(rules::inv_rms(ss, double(M), double(a.eps)));  // (in double, rounded once: as rstd)
     } else {  // overflow, underflow below a tiny eps, or a non-finite x (rules/norm.hpp)
       const auto q = scaled_sum_squares<T>(M, [&](int64_t j) { return x[j]; });
       rs = rules::rsqrt_scaled(q.ssq / T(M), q.e, a.eps);

@@ -38,9 +38,9 @@ row_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, const T* __
     T* yr = y + r * M;
     A mu = A(0), rs, lo = A(0);  // lo: the mean's low part (rules::mean_lo)
     if (rms) {
-      const A q = block_sum_squares<A>(M, [&](int64_t j) { return A(load(xr, j)); });
-      if (rules::stats_ok(A(0), q, eps)) {  // block-uniform: every thread holds the same total
-        rs = rules::inv_rms(q, A(M), eps);
+      const double q = block_sum_squares<double>(M, [&](int64_t j) { return A(load(xr, j)); });
+      if (rules::stats_ok(A(0), A(q), eps)) {  // block-uniform: every thread holds the same total
+        rs = A(rules::inv_rms(q, double(M), double(eps)));  // (in double, rounded once: as rstd, and the CPU's)
       } else {  // overflow, underflow below a tiny eps, or a non-finite x (rules/norm.hpp)
         const auto sq = block_scaled_sum_squares<A>(M, [&](int64_t j) { return A(load(xr, j)); });
         rs = rules::rsqrt_scaled(sq.ssq / A(M), sq.e, eps);

@@ -19,10 +19,10 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
                   int64_t rows, int64_t M) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* vr = v + r * M;
-    const A q = block_sum_squares<A>(M, [&](int64_t j) { return A(load(vr, j)); });
+    const double q = block_sum_squares<double>(M, [&](int64_t j) { return A(load(vr, j)); });
     A nrm;
-    if (rules::stats_ok(A(0), q, A(0))) {  // block-uniform
-      nrm = sqrt(q);
+    if (rules::stats_ok(A(0), A(q), A(0))) {  // block-uniform
+      nrm = A(sqrt(q));  // (in double, rounded once: as cpp/norm_cpu.hpp's row_norm2)
     } else {  // ‖v‖² overflowed or underflowed (rules/norm.hpp)
       const auto sq = block_scaled_sum_squares<A>(M, [&](int64_t j) { return A(load(vr, j)); });
       nrm = rules::norm_scaled(sq.ssq, sq.e);
