@@ -162,8 +162,13 @@ class StudyConfig:
         return sorted({int(round(i * self.epochs / (c - 1))) for i in range(c)})
 
     def hyperparameters(self, name: str) -> dict:
-        """The keyword arguments ``name``'s optimizer is built with."""
-        return {**OPTIMIZERS[name].hyperparameters, **self.overrides.get(name, {})}
+        """The keyword arguments ``name``'s optimizer is built with. A low-precision run takes its
+        float32 baseline's learning rate (``methods.LOW_PRECISION``: their defaults are equal) unless
+        it has its own: the report sets the two side by side and words the difference as the
+        precision's, which ``--lr adam=1e-3`` alone made a difference of learning rates."""
+        base = methods.LOW_PRECISION.get(name)
+        inherited = {"lr": self.overrides[base]["lr"]} if "lr" in self.overrides.get(base, {}) else {}
+        return {**OPTIMIZERS[name].hyperparameters, **inherited, **self.overrides.get(name, {})}
 
 
 def all_hyperparameters(name: str, cfg: StudyConfig) -> dict:
