@@ -188,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add " + ", ".join(LOW_PRECISION) + " (Adam on bfloat16 weights with an fp32 master, on float16 "
         "weights with dynamic loss scaling, Adam with 8-bit states, SWALP: 8-bit SGD + SWA) and compare them "
-        "with fp32 Adam and SGD with momentum in the report where --optimizers runs them (the default does; CPU)",
+        "with fp32 Adam and SGD with momentum in the report where --optimizers runs them (the default does; CPU); "
+        "--lr adam=... (momentum=...) sets their learning rate too, unless --lr names them",
     )
     s.add_argument("--quick", action="store_true", help="a smaller, shorter study for a first look or a smoke test")
     s.add_argument(

@@ -52,11 +52,15 @@ FLAGS = {
 }
 
 
-def _jobs_note(cfg, comm) -> str:
+def _jobs(cfg, comm) -> int:
+    """How many of the study's runs train at once (``runner.study_jobs``)."""
     from .runner import study_jobs
 
-    runs = len(cfg.optimizers) * len(cfg.norms) * cfg.seeds
-    jobs = study_jobs(cfg, runs, comm)
+    return study_jobs(cfg, len(cfg.optimizers) * len(cfg.norms) * cfg.seeds, comm)
+
+
+def _jobs_note(cfg, comm) -> str:
+    jobs = _jobs(cfg, comm)
     return f", {jobs} runs at a time" if jobs > 1 else ""
 
 
@@ -116,6 +120,10 @@ def main(args) -> int:
         raise UsageError(f"{'--distributed' if forced else 'a study under an MPI launcher'}: {e}") from None
     if comm is not None and args.jobs > 1:  # (study_jobs: one run at a time; every rank stops alike)
         raise UsageError(f"--jobs: under MPI the ranks share every run, one at a time; got {args.jobs} (leave it out)")
+    try:  # (the runs that train at once, each in its worker process, hold their memory each)
+        check_memory(cfg, train.x.shape[1], train.num_classes, at_once=_jobs(cfg, comm))
+    except ConfigError as e:
+        raise UsageError(f"{FLAGS.get(e.field, e.field)}: {e.message}") from None
     error = None
     if comm is None or comm.rank == 0:
         try:

@@ -23,6 +23,15 @@ def batches(n: int, size: int) -> list:
     return [slice(a, b) for a, b in zip(starts, starts[1:] + [n])]
 
 
+def warmup_steps(fraction: float, total: int) -> int | None:
+    """Warm-up steps of a scheduled run of ``total`` steps: ``fraction`` of them, at least one and
+    short of the total; None for a run of one step, which takes no schedule (it steps at the peak
+    learning rate). The runs (runner.train_run) and report.md's words (report._schedule) read it."""
+    if total <= 1:
+        return None
+    return min(max(1, int(fraction * total)), total - 1)
+
+
 def evaluate(model, params, x, y, batch: int = 1024):
     """Mean loss and accuracy over (x, y), in batches (eval-free: the model has
     no dropout and batch norm uses the batch's statistics)."""

@@ -168,8 +168,13 @@ class StudyConfig:
         return sorted({int(round(i * self.epochs / (c - 1))) for i in range(c)})
 
     def hyperparameters(self, name: str) -> dict:
-        """The keyword arguments ``name``'s optimizer is built with."""
-        return {**OPTIMIZERS[name].hyperparameters, **self.overrides.get(name, {})}
+        """The keyword arguments ``name``'s optimizer is built with. A low-precision run takes its
+        float32 baseline's learning rate (``methods.LOW_PRECISION``: their defaults are equal) unless
+        it has its own: the report sets the two side by side and words the difference as the
+        precision's, which ``--lr adam=1e-3`` alone made a difference of learning rates."""
+        base = methods.LOW_PRECISION.get(name)
+        inherited = {"lr": self.overrides[base]["lr"]} if "lr" in self.overrides.get(base, {}) else {}
+        return {**OPTIMIZERS[name].hyperparameters, **inherited, **self.overrides.get(name, {})}
 
 
 def all_hyperparameters(name: str, cfg: StudyConfig) -> dict:
@@ -178,8 +183,8 @@ def all_hyperparameters(name: str, cfg: StudyConfig) -> dict:
     return methods.all_hyperparameters(name, cfg.hyperparameters(name))
 
 
-#: float32 arrays of the model's size one run holds at least: the weights, their gradient and two
-#: optimizer states (Adam's moments; the curvature measures' vectors and the activations come on top)
+#: float32 arrays of the model's size one run holds at least besides its Hessian measurements: the
+#: weights, their gradient and two optimizer states (Adam's moments)
 _COPIES = 4
 
 
@@ -188,6 +193,23 @@ def model_weights(cfg: StudyConfig, n_features: int, n_classes: int) -> int:
     (Python integers: exact for any widths)."""
     sizes = [int(n_features), *map(int, cfg.hidden), int(n_classes)]
     return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
+def _curvature_copies(cfg: StudyConfig) -> int:
+    """Vectors of the model's size a checkpoint's Hessian measurements hold at once, at least: the
+    Lanczos basis of the top eigenpairs (a vector per step and the start), the SLQ basis of the
+    density (``density_steps + 1``), Hutch++'s sketch and its products (``2 (trace_matvecs // 3)``).
+    They run one after the other: the largest counts. (tracemalloc measured 88 copies for
+    ``--quick``'s, whose bound is 81, and 158 for the default's, 81: the estimators' own work arrays
+    come on top.)"""
+    k = max(cfg.top_k, cfg.concentration_k)
+    return max(max(cfg.lanczos_steps, k) + 1, cfg.density_steps + 1, 2 * (cfg.trace_matvecs // 3))
+
+
+def run_bytes(cfg: StudyConfig, n_features: int, n_classes: int) -> int:
+    """Bytes one run holds at least: ``_COPIES`` float32 copies of the model's weights while it trains
+    and the Hessian measurements' vectors (``_curvature_copies``) at its checkpoints."""
+    return 4 * (_COPIES + _curvature_copies(cfg)) * model_weights(cfg, n_features, n_classes)
 
 
 def _memory_bytes(device: str) -> int | None:
@@ -204,20 +226,36 @@ def _memory_bytes(device: str) -> int | None:
         return None
 
 
-def check_memory(cfg: StudyConfig, n_features: int, n_classes: int, available: int | None = -1) -> None:
-    """ConfigError naming ``hidden`` when one run's lower bound of memory (``_COPIES`` float32
-    arrays of the model's size) exceeds ``available`` bytes (default: this machine's; None: not
-    checked). Arithmetic only, before anything is allocated: ``--hidden 65536,65536`` (4.3e9
-    weights, 64 GiB) started the study and failed in NumPy's allocation, or was killed by the
-    system part-way (and a sanitizer's allocator aborts on such a request)."""
+def check_memory(
+    cfg: StudyConfig, n_features: int, n_classes: int, available: int | None = -1, at_once: int = 1
+) -> None:
+    """ConfigError when ``at_once`` runs (``--jobs``' worker processes, each holding its own) need
+    more than ``available`` bytes (default: this machine's; None: not checked), by ``run_bytes``'
+    lower bound: naming ``hidden`` when one run does not fit, else ``jobs`` (with the count that
+    fits). Arithmetic only, before anything is allocated: ``--hidden 65536,65536`` (4.3e9 weights,
+    64 GiB) started the study and failed in NumPy's allocation, or was killed by the system
+    part-way (and a sanitizer's allocator aborts on such a request); ``--hidden 16384,16384`` (1 GiB
+    of weights) passed a bound of 4 copies and needed over 80 at its first Hessian."""
     avail = _memory_bytes(cfg.device) if available == -1 else available
+    if avail is None:
+        return
+    one = run_bytes(cfg, n_features, n_classes)
     n = model_weights(cfg, n_features, n_classes)
-    need = _COPIES * 4 * n
-    if avail is not None and need > avail:
+    where = "GPU memory" if cfg.device == "cuda" else "memory"
+    if one > avail:
         sizes = [int(n_features), *map(int, cfg.hidden), int(n_classes)]
         raise ConfigError(
             "hidden",
-            f"an MLP of layer sizes {sizes} has {n:,} weights: a run holds at least {need / 2**30:.1f} GiB "
-            f"({_COPIES} float32 copies: weights, gradient, optimizer state), more than the {avail / 2**30:.0f} GiB "
-            f"of {'GPU memory' if cfg.device == 'cuda' else 'memory'} here; choose smaller widths",
+            f"an MLP of layer sizes {sizes} has {n:,} weights: a run holds at least {one / 2**30:.1f} GiB "
+            f"({_COPIES} float32 copies while it trains -- weights, gradient, optimizer state -- and "
+            f"{_curvature_copies(cfg)} more for the Hessian measurements), more than the {avail / 2**30:.0f} GiB "
+            f"of {where} here; choose smaller widths",
+        )
+    if at_once > 1 and at_once * one > avail:
+        fit = avail // one
+        raise ConfigError(
+            "jobs",
+            f"{at_once} runs at once hold at least {at_once * one / 2**30:.1f} GiB ({one / 2**30:.1f} GiB each: "
+            f"{n:,} weights, {_COPIES + _curvature_copies(cfg)} float32 copies with the Hessian measurements), "
+            f"more than the {avail / 2**30:.0f} GiB of {where} here; use --jobs {fit}",
         )

@@ -10,7 +10,8 @@ is computed once per pair, as in one process.
 Workers are spawned, not forked: a fork of a process whose OpenMP team has run may hang in
 the child. They ignore Ctrl-C while idle (an idle worker killed by it would break the pool)
 and take it while training, where the run stops and returns what it measured, as a run of the
-one-process loop does. While the study turns SIGTERM into Ctrl-C (the command line) an idle worker
+one-process loop does (unless the study ignores Ctrl-C, as a shell's background job does: then
+its runs do too, see run_pool). While the study turns SIGTERM into Ctrl-C (the command line) an idle worker
 ignores SIGTERM too: one killed by a SIGTERM to the process group (``timeout``, a job scheduler)
 broke the pool, and the runs still training lost their records.
 
@@ -48,10 +49,12 @@ def default_jobs(cfg, runs: int) -> int:
     return max(1, min(runs, _cpus_of_process() // max(1, int(cfg.threads))))
 
 
-def _init(train, val, cfg, sigterm_handled: bool = False, parent: int = 0) -> None:
+def _init(train, val, cfg, sigterm_handled: bool = False, parent: int = 0, sigint_taken: bool = True) -> None:
     from .._malloc import pin_glibc_thresholds
 
-    _WORKER.update(train=train, val=val, cfg=cfg, sigterm_handled=sigterm_handled, parent=parent)
+    _WORKER.update(
+        train=train, val=val, cfg=cfg, sigterm_handled=sigterm_handled, parent=parent, sigint_taken=sigint_taken
+    )
     _settle()
     if hasattr(signal, "pthread_sigmask"):  # (blocked since the worker started: _signals_blocked)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STARTUP_SIGNALS)
@@ -134,7 +137,8 @@ def _run(name: str, norm: str, seed: int, epoch0) -> tuple[dict, Any]:
     cache = {} if epoch0 is None else {key: epoch0}
     rec: dict = {}
     try:  # (the handlers set inside: a signal between the two still returns the record)
-        signal.signal(signal.SIGINT, _interrupt_once)
+        if _WORKER.get("sigint_taken", True):  # (see run_pool: not where the study ignores Ctrl-C)
+            signal.signal(signal.SIGINT, _interrupt_once)
         signal.signal(signal.SIGTERM, _interrupt_once)  # (a SIGTERM to the study's process group: as Ctrl-C)
         with limit_threads(cfg.threads):
             train_run(name, norm, _WORKER["train"], _WORKER["val"], cfg, rec, progress=False, cache=cache, seed=seed)
@@ -155,13 +159,14 @@ def _interrupt_once(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _forward_interrupt(ex) -> None:
-    """Send SIGINT to the pool's workers: a SIGINT sent to this process alone (``kill -INT``, a
-    job scheduler, ``timeout -s INT``) reaches no worker, and the runs in flight went on to their
-    last epoch while the study waited for them. Idle workers ignore it (``_init``)."""
+def _forward_interrupt(ex, signum: int = signal.SIGINT) -> None:
+    """Send ``signum`` (SIGINT; SIGTERM where the runs ignore SIGINT, see run_pool) to the pool's
+    workers: a SIGINT sent to this process alone (``kill -INT``, a job scheduler, ``timeout -s
+    INT``) reaches no worker, and the runs in flight went on to their last epoch while the study
+    waited for them. Idle workers ignore it (``_init``)."""
     for proc in list((getattr(ex, "_processes", None) or {}).values()):
         try:
-            os.kill(proc.pid, signal.SIGINT)
+            os.kill(proc.pid, signum)
         except (OSError, AttributeError, TypeError):  # already gone
             pass
 
@@ -181,9 +186,10 @@ def _kill_workers(ex) -> None:
             pass
 
 
-def _collect_interrupted(ex, running: dict, records: list) -> None:
-    """An interrupted study's wait for the records of its runs in flight (the others cancelled)."""
-    _forward_interrupt(ex)
+def _collect_interrupted(ex, running: dict, records: list, signum: int = signal.SIGINT) -> None:
+    """An interrupted study's wait for the records of its runs in flight (the others cancelled);
+    ``signum``: what stops a run (``_forward_interrupt``)."""
+    _forward_interrupt(ex, signum)
     left = {fut: i for fut, i in running.items() if not fut.cancel()}
     while left:
         finished, _ = wait(list(left), timeout=0.25)
@@ -198,7 +204,7 @@ def _collect_interrupted(ex, running: dict, records: list) -> None:
             # where cancel() cannot take it back) starts after the signal above, on a worker that
             # ignored it while idle: it trained to its last epoch while the study waited. Signalled
             # again until it returns (the others ignore it meanwhile).
-            _forward_interrupt(ex)
+            _forward_interrupt(ex, signum)
 
 
 def _say_done(rec: dict, done: int, total: int, seeds: int) -> None:
@@ -232,7 +238,13 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
     try:
         # (a Python SIGTERM handler here, the command line's: idle workers leave SIGTERM to it)
         handled = callable(signal.getsignal(signal.SIGTERM))
-        init = (train, val, cfg, handled, os.getpid())
+        # A study started with SIGINT ignored (a shell's background job: ``optkern study &`` in a
+        # script) goes on through a Ctrl-C at the terminal, which reaches its whole process group, as
+        # it does with --jobs 1: so do its runs (they stopped, "interrupted", in a study that ended
+        # with status 0 and holes in its report). Stopped by SIGTERM then (taken as Ctrl-C here).
+        sigint_taken = callable(signal.getsignal(signal.SIGINT))
+        stop = signal.SIGINT if sigint_taken else signal.SIGTERM
+        init = (train, val, cfg, handled, os.getpid(), sigint_taken)
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=init) as ex:
 
             def submit(i: int, epoch0) -> None:
@@ -295,7 +307,7 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
                 # too, for a SIGINT that reached this process alone.
                 try:
                     with _further_interrupts_ignored():
-                        _collect_interrupted(ex, running, records)
+                        _collect_interrupted(ex, running, records, stop)
                 finally:
                     # Every record is in: the workers have nothing left to give. Ended here, as a
                     # broken pool's are (_kill_workers): one that outlived the pool's terminate() (it

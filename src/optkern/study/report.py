@@ -10,6 +10,7 @@ import os
 from .._atomic import replace_atomically
 from . import divergence, lowprec
 from . import summary as S
+from .batching import batches, warmup_steps
 
 
 def _scheduled(names) -> bool:
@@ -19,9 +20,10 @@ def _scheduled(names) -> bool:
     return any(n not in OPTIMIZERS or OPTIMIZERS[n].schedule for n in names)
 
 
-def _schedule(cfg: dict) -> str:
+def _schedule(cfg: dict, results: dict | None = None) -> str:
     """The learning-rate schedule, said of the runs that follow it: L-BFGS and Newton-CG take
-    none (a report of those alone told of a warm-up and cosine decay no run had)."""
+    none (a report of those alone told of a warm-up and cosine decay no run had), nor does a run
+    of one step (``batching.warmup_steps``: it told of a warm-up and a decay too)."""
     from .methods import OPTIMIZERS
 
     names = list(cfg.get("optimizers") or [])
@@ -29,11 +31,27 @@ def _schedule(cfg: dict) -> str:
     if names and len(free) == len(names):
         verb = "sets its" if len(free) == 1 else "set their"
         return f"no learning-rate schedule ({' and '.join(free)} {verb} own steps)"
-    said = (
-        f"linear warm-up ({cfg['warmup_fraction']:.0%} of the steps) to each optimizer's learning rate, "
-        "then cosine decay to 0"
-    )
+    frac = cfg["warmup_fraction"]
+    share = f"{frac:.0%} of the steps"
+    total = _scheduled_steps(cfg, results or {}, [n for n in names if n not in free])
+    if total is not None:
+        warm = warmup_steps(frac, total)
+        if warm is None:
+            return "a constant learning rate (one step per run: no warm-up or decay)"
+        if warm != int(frac * total):  # (at least one step, short of the total)
+            share = f"{warm} of the {total} steps"
+    said = f"linear warm-up ({share}) to each optimizer's learning rate, then cosine decay to 0"
     return said + (f" ({', '.join(free)}: no schedule)" if free else "")
+
+
+def _scheduled_steps(cfg: dict, results: dict, names: list) -> int | None:
+    """The steps of each run of the scheduled optimizers ``names`` (one batch size: the mini-batch
+    ones'), or None where results.json does not say (or they differ)."""
+    sizes = {(results.get("optimizers") or {}).get(n, {}).get("batch_size") for n in names}
+    n = results.get("num_train")
+    if len(sizes) != 1 or None in sizes or not n:
+        return None
+    return len(batches(int(n), int(sizes.pop()))) * int(cfg["epochs"])
 
 
 def _fmt(v, spec: str = ".4f") -> str:
@@ -171,7 +189,7 @@ def _setup(results: dict) -> list:
         + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
         "",
         f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {cfg['epochs']} epochs, batch "
-        f"{_batches(results)}, {_schedule(cfg)}. "
+        f"{_batches(results)}, {_schedule(cfg, results)}. "
         + (
             f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "
             f"order, Hessian probes); tables show mean ± standard deviation over the seeds. "

@@ -21,6 +21,7 @@ from . import divergence, lowprec, methods
 from .batching import batch_rows as batch_rows
 from .batching import batches as batches
 from .batching import evaluate as evaluate
+from .batching import warmup_steps
 from .config import ConfigError, StudyConfig, all_hyperparameters, check_memory
 
 # (runner.curvature, not hessian_measures.curvature, is what _safe_curvature calls: tests patch it here)
@@ -126,10 +127,10 @@ def train_run(
     )
     objective.attach(opt)
     total = steps_per_epoch * cfg.epochs
-    warm = min(max(1, int(cfg.warmup_fraction * total)), total - 1) if total > 1 else 0
+    warm = warmup_steps(cfg.warmup_fraction, total)
     sched = (
-        schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, max(total, 1)), relative=True)
-        if total > 1 and method.schedule
+        schedules.Scheduler(opt, schedules.warmup_cosine(1.0, warm, total), relative=True)
+        if warm is not None and method.schedule
         else None
     )
 

@@ -39,16 +39,8 @@ def _norms(results: dict) -> list:
     return list(dict.fromkeys(r["norm"] for r in results["runs"] if r.get("norm")))
 
 
-def sharpness(results: dict, norm: str) -> dict | None:
-    """Top eigenvalue, spectrum ends and gradient concentration of ``norm``'s
-    runs at the first and the last checkpoint: the start is shared by every
-    optimizer (mean over seeds); the end is per optimizer (mean over seeds),
-    summarized by median and range over optimizers."""
-    epochs = results.get("checkpoint_epochs") or []
-    if len(epochs) < 2:
-        return None
-    first, last = epochs[0], epochs[-1]
-    start = _curv(results, norm, first)
+def end_records(results: dict, norm: str, last: int) -> dict:
+    """{optimizer: its runs' curvature records at epoch ``last``} of ``norm``'s runs."""
     ends: dict = {}
     for r in results["runs"]:
         if r.get("norm") == norm:
@@ -61,6 +53,29 @@ def sharpness(results: dict, norm: str) -> dict | None:
             )
             if c is not None:
                 ends.setdefault(r["optimizer"], []).append(c)
+    return ends
+
+
+def top_end_median(results: dict, norm: str, last: int) -> float | None:
+    """The median over optimizers (each the mean over its seeds) of the top eigenvalue of ``norm``'s
+    runs at epoch ``last``, as ``sharpness`` gives it; None where no run was measured there."""
+    ends = end_records(results, norm, last)
+    if not ends:
+        return None
+    return statistics.median(statistics.fmean(c["top_eigenvalues"][0] for c in cs) for cs in ends.values())
+
+
+def sharpness(results: dict, norm: str) -> dict | None:
+    """Top eigenvalue, spectrum ends and gradient concentration of ``norm``'s
+    runs at the first and the last checkpoint: the start is shared by every
+    optimizer (mean over seeds); the end is per optimizer (mean over seeds),
+    summarized by median and range over optimizers."""
+    epochs = results.get("checkpoint_epochs") or []
+    if len(epochs) < 2:
+        return None
+    first, last = epochs[0], epochs[-1]
+    start = _curv(results, norm, first)
+    ends = end_records(results, norm, last)
     if not start or not ends:
         return None
 

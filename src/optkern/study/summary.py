@@ -25,7 +25,7 @@ from .aggregates import measured_at as measured_at
 from .aggregates import run_row as run_row
 from .aggregates import stat as stat
 from .aggregates import trained_to as trained_to
-from .sharpness import _half, _norms
+from .sharpness import _half, _norms, top_end_median
 from .sharpness import sharpness as sharpness
 
 GHORBANI = "Ghorbani, Krishnan & Xiao (ICML 2019)"
@@ -221,7 +221,7 @@ def ghorbani_comparison(results: dict) -> list:
         f"networks are ResNets on CIFAR-10 and ImageNet; this study's is a small MLP."
     )
     if base is None or bn is None:
-        return [claim, "**This run** has no pair of runs without and with batch norm to compare."]
+        return [claim, _no_comparison(results)]
     med0, med1 = statistics.median(base["top_end"].values()), statistics.median(bn["top_end"].values())
     when = (
         "grows during training, as they describe"
@@ -231,13 +231,7 @@ def ghorbani_comparison(results: dict) -> list:
         if med0 < base["top_start"] / 1.1
         else "stays about where it started"
     )
-    where = (
-        "smaller with batch norm, as they describe"
-        if med1 < med0 / 1.1
-        else "larger with batch norm, unlike their description"
-        if med1 > 1.1 * med0
-        else "about the same with and without batch norm"
-    )
+    where = _where(med0, med1)
     # ("also" only where the end was smaller too: it read "also smaller" after "larger with batch norm")
     init = (
         ("also smaller" if med1 < med0 / 1.1 else "smaller")
@@ -262,6 +256,41 @@ def ghorbani_comparison(results: dict) -> list:
         f"the end is {conc} (median {base['conc_end']:.2f} vs {bn['conc_end']:.2f})."
     )
     return [claim, measured]
+
+
+def _where(med0: float, med1: float) -> str:
+    """How the top eigenvalue at the end with batch norm (``med1``) compares with it without (``med0``)."""
+    return (
+        "smaller with batch norm, as they describe"
+        if med1 < med0 / 1.1
+        else "larger with batch norm, unlike their description"
+        if med1 > 1.1 * med0
+        else "about the same with and without batch norm"
+    )
+
+
+def _no_comparison(results: dict) -> str:
+    """Why ``ghorbani_comparison`` has no start-to-end numbers, truly: "no pair of runs" was said of
+    a study whose table holds runs without and with batch norm, measured once (``--checkpoints 1``)
+    or failed (diverged, collapsed, interrupted) before the last checkpoint."""
+    norms = _norms(results)
+    if "none" not in norms or "batch" not in norms:
+        return "**This run** has no pair of runs without and with batch norm to compare."
+    epochs = results.get("checkpoint_epochs") or []
+    if len(epochs) == 1:
+        last = epochs[0]
+        text = (
+            f"**This run** measured the Hessian at epoch {last} only (one checkpoint), not at initialization: "
+            "it cannot say whether outliers appear or shrink during training."
+        )
+        med0, med1 = (top_end_median(results, n, last) for n in ("none", "batch"))
+        if med0 is not None and med1 is not None:
+            text += f" At epoch {last} the largest eigenvalue is {_where(med0, med1)} (median {g(med1)} vs {g(med0)})."
+        return text
+    return (
+        "**This run** has no Hessian measurement of runs without and with batch norm at both the first and the "
+        "last checkpoint (they diverged, collapsed to chance or were interrupted before it) to compare."
+    )
 
 
 def density_caption(results: dict) -> str:
@@ -291,12 +320,15 @@ def density_caption(results: dict) -> str:
 def top_eigenvalue_caption(results: dict) -> str:
     seeds = results.get("config", {}).get("seeds", 1)
     band = f" Lines: mean over {seeds} seeds; bands: their range." if seeds > 1 else ""
-    return (
-        "Largest Hessian eigenvalue (top row, log scale) and trace (bottom row; error bars: Hutch++ standard "
-        "error) at each checkpoint; epoch 0 is the shared starting point (black)."
-        + band
-        + " "
-        + " ".join(sharpness_sentences(results))
+    # (the black start is drawn where epoch 0 was measured: not with --checkpoints 1)
+    measured_start = (results.get("checkpoint_epochs") or [0])[0] == 0
+    start = "; epoch 0 is the shared starting point (black)" if measured_start else ""
+    return " ".join(
+        [
+            "Largest Hessian eigenvalue (top row, log scale) and trace (bottom row; error bars: Hutch++ standard "
+            f"error) at each checkpoint{start}." + band,
+            *sharpness_sentences(results),
+        ]
     )
 
 
