@@ -90,3 +90,21 @@ def test_cli_default_jobs_that_fit_still_run(tmp_path, capsys):
     rc = cli.main(["study", *BASE, "--hidden", "8", "--jobs", "1", "--out", str(tmp_path / "o")])
     assert rc == 0, capsys.readouterr().err
     assert (tmp_path / "o" / "report.md").is_file()
+
+
+def test_default_jobs_are_capped_by_the_memory_not_refused(tmp_path, capsys, monkeypatch):
+    # no --jobs: the default (one run per logical CPU) starts only the workers the memory holds,
+    # where an explicit --jobs past it is refused (above); with room for one run: one at a time
+    from optkern.study import pool, runner
+
+    cfg = StudyConfig.quick(hidden=(64, 64), jobs=0)
+    one = run_bytes(cfg, 64, 10)
+    monkeypatch.setattr(pool, "default_jobs", lambda cfg, runs: min(runs, 4))  # (as on a 4-CPU machine)
+    monkeypatch.setattr(study_config, "_memory_bytes", lambda device: int(1.5 * one))
+    assert runner.study_jobs(cfg, 6, None, study_config.runs_that_fit(cfg, 64, 10)) == 1
+    assert runner.study_jobs(cfg, 6, None, study_config.runs_that_fit(cfg, 64, 10, available=3 * one)) == 3
+    assert runner.study_jobs(cfg, 6, None, None) == 4  # (memory unknown: the CPUs decide)
+    assert runner.study_jobs(cfg, 6, None, 0) == 1  # (even where none fits by the bound: one, never 0)
+    rc = cli.main(["study", *BASE, "--hidden", "64,64", "--out", str(tmp_path / "o")])
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "o" / "report.md").is_file()

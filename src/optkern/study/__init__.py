@@ -4,7 +4,7 @@ from typing import Any
 
 from ._options import _config
 from ._options import parse_lr as parse_lr
-from .config import check_memory
+from .config import check_memory, runs_that_fit
 from .methods import DEFAULT_OPTIMIZERS
 from .runner import OPTIMIZERS, ConfigError, Method, StudyConfig, run_study
 
@@ -52,15 +52,16 @@ FLAGS = {
 }
 
 
-def _jobs(cfg, comm) -> int:
-    """How many of the study's runs train at once (``runner.study_jobs``)."""
+def _jobs(cfg, comm, train) -> int:
+    """How many of the study's runs train at once (``runner.study_jobs``, as ``run_study`` counts them)."""
     from .runner import study_jobs
 
-    return study_jobs(cfg, len(cfg.optimizers) * len(cfg.norms) * cfg.seeds, comm)
+    fit = runs_that_fit(cfg, train.x.shape[1], train.num_classes)
+    return study_jobs(cfg, len(cfg.optimizers) * len(cfg.norms) * cfg.seeds, comm, fit)
 
 
-def _jobs_note(cfg, comm) -> str:
-    jobs = _jobs(cfg, comm)
+def _jobs_note(cfg, comm, train) -> str:
+    jobs = _jobs(cfg, comm, train)
     return f", {jobs} runs at a time" if jobs > 1 else ""
 
 
@@ -121,7 +122,7 @@ def main(args) -> int:
     if comm is not None and args.jobs > 1:  # (study_jobs: one run at a time; every rank stops alike)
         raise UsageError(f"--jobs: under MPI the ranks share every run, one at a time; got {args.jobs} (leave it out)")
     try:  # (the runs that train at once, each in its worker process, hold their memory each)
-        check_memory(cfg, train.x.shape[1], train.num_classes, at_once=_jobs(cfg, comm))
+        check_memory(cfg, train.x.shape[1], train.num_classes, at_once=_jobs(cfg, comm, train))
     except ConfigError as e:
         raise UsageError(f"{FLAGS.get(e.field, e.field)}: {e.message}") from None
     error = None
@@ -149,7 +150,7 @@ def main(args) -> int:
         f"({len(data.y)} samples), curvature at epochs {cfg.checkpoint_epochs()} on "
         f"{min(cfg.curvature_batch, len(train.y))} samples"
         + (f", data-parallel over {comm.size} MPI ranks" if comm is not None else "")
-        + _jobs_note(cfg, comm)
+        + _jobs_note(cfg, comm, train)
         + f"; output in {os.path.abspath(args.out)}"
     )
 

@@ -226,6 +226,14 @@ def _memory_bytes(device: str) -> int | None:
         return None
 
 
+def runs_that_fit(cfg: StudyConfig, n_features: int, n_classes: int, available: int | None = -1) -> int | None:
+    """How many runs fit in ``available`` bytes at once by ``run_bytes``' lower bound (default: this
+    machine's memory; None where it is unknown): the cap on the default ``--jobs``, which must not
+    start more workers than the memory holds where the user asked for no number."""
+    avail = _memory_bytes(cfg.device) if available == -1 else available
+    return None if avail is None else int(avail // run_bytes(cfg, n_features, n_classes))
+
+
 def check_memory(
     cfg: StudyConfig, n_features: int, n_classes: int, available: int | None = -1, at_once: int = 1
 ) -> None:

@@ -22,7 +22,7 @@ from .batching import batch_rows as batch_rows
 from .batching import batches as batches
 from .batching import evaluate as evaluate
 from .batching import warmup_steps
-from .config import ConfigError, StudyConfig, all_hyperparameters, check_memory
+from .config import ConfigError, StudyConfig, all_hyperparameters, check_memory, runs_that_fit
 
 # (runner.curvature, not hessian_measures.curvature, is what _safe_curvature calls: tests patch it here)
 from .hessian_measures import curvature
@@ -286,16 +286,19 @@ def epoch0_key(name: str, norm: str, seed: int) -> tuple:
     return ("epoch0", norm, seed, OPTIMIZERS[name].precision)
 
 
-def study_jobs(cfg: StudyConfig, runs: int, comm=None) -> int:
-    """How many runs train at once: ``cfg.jobs``, or with 0 one per logical CPU (pool.py); always one
-    on a GPU (one device) and under MPI (the ranks already share every run)."""
+def study_jobs(cfg: StudyConfig, runs: int, comm=None, fit: int | None = None) -> int:
+    """How many runs train at once: ``cfg.jobs``, or with 0 one per logical CPU (pool.py), at most
+    ``fit`` (``config.runs_that_fit``: the default never starts more workers than the memory holds;
+    an explicit ``--jobs`` past it is refused by ``check_memory``); always one on a GPU (one device)
+    and under MPI (the ranks already share every run)."""
     if comm is not None or cfg.device != "cpu":
         return 1
     if cfg.jobs:
         return max(1, min(int(cfg.jobs), runs))
     from .pool import default_jobs
 
-    return default_jobs(cfg, runs)
+    jobs = default_jobs(cfg, runs)
+    return jobs if fit is None else max(1, min(jobs, fit))
 
 
 def run_study(
@@ -343,7 +346,7 @@ def run_study(
         for name in cfg.optimizers
         for seed in range(cfg.seed, cfg.seed + cfg.seeds)
     ]
-    jobs = study_jobs(cfg, len(tasks), comm)
+    jobs = study_jobs(cfg, len(tasks), comm, runs_that_fit(cfg, train.x.shape[1], train.num_classes))
     results["jobs"] = jobs
     t0 = time.perf_counter()
     records: list[dict] = [{} for _ in tasks]  # (the tasks' order)
