@@ -15,11 +15,14 @@ import numpy as np
 import torch
 
 
-def lr_is_float32(group: dict) -> bool:
-    """Whether the group's lr is a float32 tensor or a NumPy float32: torch's expressions keep the
-    latter float32 too (NumPy 2's promotion, NEP 50: ``np.float32 op float`` is float32), so its
-    for-loop and foreach steps compute these scalars as with a float32 tensor lr, bit for bit. (Its
-    ``fused=True`` step passes lr to C++ as a double: double scalars, as for a Python float.)"""
+def lr_is_float32(group: dict, fused=False) -> bool:
+    """Whether the group's lr is a float32 tensor or a NumPy float32 that torch's step computes its
+    scalars with in float32: torch's expressions keep the latter float32 too (NumPy 2's promotion,
+    NEP 50: ``np.float32 op float`` is float32), so its for-loop and foreach steps compute these
+    scalars as with a float32 tensor lr, bit for bit. Not for a ``fused`` group: torch's fused step
+    takes lr (either kind) to C++ as a double: double scalars, as for a Python float."""
+    if fused:
+        return False
     lr = group["lr"]
     return isinstance(lr, np.float32) or (isinstance(lr, torch.Tensor) and lr.dtype == torch.float32)
 
@@ -44,7 +47,8 @@ class Float32Lr:
     _float32_lr = False  # (the run's: set by _native_step, read by its native call)
 
     def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
-        self._float32_lr = lr_is_float32(group)
+        # (fused: the group's own, as loaded from torch's state_dict, else the constructor's keyword)
+        self._float32_lr = lr_is_float32(group, group.get("fused", self._impl.get("fused")))
         if self._float32_lr:
             hp = replaced(self, hp, float32_lr=True)
         return super()._native_step(group, hp, core_run, pviews, grads, lists, t, first)
