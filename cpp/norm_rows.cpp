@@ -43,7 +43,7 @@ OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT 
   if (a.rms) {
     const double ss = sum_squares(x, M);
     if (rules::stats_ok(T(0), T(ss), a.eps)) {  // (on the sum rounded to T, as the GPU's)
-      rs = T(rules::inv_rms(ss, double(M), double(a.eps)));  // (in double, rounded once: as rstd)
+      rs = T(rules::inv_rms(ss, double(M), double(a.eps)));  // (from the double ss, rounded once)
     } else {  // overflow, underflow below a tiny eps, or a non-finite x (rules/norm.hpp)
       const auto q = scaled_sum_squares<T>(M, [&](int64_t j) { return x[j]; });
       rs = rules::rsqrt_scaled(q.ssq / T(M), q.e, a.eps);
