@@ -120,10 +120,13 @@ template <class T, class F> std::vector<T> channel_lows(const T* mean, const T* 
   return lo;
 }
 
-// Σx² (RMS norm, ‖v‖ of weight norm) as a block_sum, in double (the caller rounds once): not in
-// float32 lanes of thousands of terms, rows of similar values rounded every addition the same way
-// (a constant row of 65536 float32 values had Σx² 2e-5 off: y = 1 ± 1e-5, ~100 ulps, where
-// torch's is within one).
+// Σx² (RMS norm, ‖v‖ of weight norm) by block_sum, returned in double: for float32 x each square is
+// x[i] * x[i] rounded to float32, eight squares a lane summed in float32, those block sums added in
+// double lanes and the lanes in double (cpp/lane_sums.hpp); for float64 x all in double. Not float32
+// lanes of thousands of terms, rows of similar values rounded every addition the same way (a
+// constant row of 65536 float32 values had Σx² 2e-5 off: y = 1 ± 1e-5, ~100 ulps, where torch's is
+// within one). Not the GPU's bits for float32: cuda/norm_reduce.cuh's block_sum_squares squares in
+// double (exact) and sums every term in double (the two within an ulp or so of the sum).
 // Rounded to T it can overflow or underflow, which the caller's stats_ok sees; RMS norm forms
 // 1 / sqrt(Σx² / n + eps) from the double and rounds that once (as layer norm's rstd).
 template <class T> OK_INLINE double sum_squares(const T* OK_RESTRICT x, int64_t n) {
@@ -141,8 +144,10 @@ template <class T, class F> T max_abs_of(int64_t n, F&& at) {
 }
 
 // Σ at(i)² = ssq · 4^e (NaN for a row holding NaN or ±inf).
-// The scaled sums are those of the plain path above (sum_squares, chunk_moments) on x · 2^-e: Σ in
-// double / block_sum, the moments around the double mean rounded to T and corrected. (One T
+// The scaled sums are those of the plain path above (sum_squares, chunk_moments) on x · 2^-e: Σ by
+// block_sum, the moments around the double mean rounded to T and corrected. ssq is rounded to T here,
+// and the callers' norm_scaled / rsqrt_scaled (rules/norm.hpp) take the root in T: two roundings or
+// more where the plain path rounds once. (One T
 // accumulator, element by element, rounded every addition of a long row alike: float32 rows of
 // 65536 values ±c near the overflow of x², or tiny with a tiny eps, had y, rstd, the running
 // variance and ‖v‖ 2e-4 to 6e-4 off, where the same data in the normal range are within an ulp.)
@@ -274,8 +279,9 @@ template <class T> void redo_channels(const ChannelGrads<T>& k, const char* bad_
   }
 }
 
-// ‖x‖₂ of a contiguous row: the fast sum unless it overflowed or underflowed (seen on the sum rounded
-// to T), its square root taken in double and rounded once (sqrt of the float32 sum: 1 ulp off in ~13%).
+// ‖x‖₂ of a contiguous row: the fast sum (sum_squares: float32 squares of float32 x) unless it
+// overflowed or underflowed (seen on the sum rounded to T), its square root taken in double and
+// rounded once (sqrt of the float32 sum: 1 ulp off in ~13%); else the scaled path, rounded more.
 template <class T> OK_INLINE T row_norm2(const T* OK_RESTRICT x, int64_t n) {
   const double ss = sum_squares(x, n);
   if (rules::stats_ok(T(0), T(ss), T(0))) return T(std::sqrt(ss));

@@ -1,11 +1,10 @@
-// Row normalizations on the CPU: layer norm, RMS norm, group norm and
-// instance norm are one loop. x is (R, M) with M = Cg * S; row r uses the
-// affine entries (r % G) * Cg + c for its c-th run of S elements
+// Row normalizations on the CPU: layer norm, RMS norm, group norm and instance norm are one loop. x is
+// (R, M) with M = Cg * S; row r uses the affine entries (r % G) * Cg + c for its c-th run of S elements
 //   layer / RMS norm: G = 1, Cg = M, S = 1      group norm: R = N G, Cg = C / G
 //   instance norm:    G = C, Cg = 1, S = spatial
-// Rows go to OpenMP threads whole and each row is reduced in a fixed order,
-// so results are bitwise identical for any thread count. Parameter gradients
-// are summed per fixed block of rows, then over blocks in order.
+// Rows go to OpenMP threads whole and each row is reduced in a fixed order, so results are bitwise
+// identical for any thread count. Parameter gradients are summed per fixed block of rows, then over
+// blocks in order.
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -43,7 +42,7 @@ OK_INLINE void row_forward(const RowArgs<T>& a, int64_t r, const T* OK_RESTRICT 
   if (a.rms) {
     const double ss = sum_squares(x, M);
     if (rules::stats_ok(T(0), T(ss), a.eps)) {  // (on the sum rounded to T, as the GPU's)
-      rs = T(rules::inv_rms(ss, double(M), double(a.eps)));  // (in double, rounded once: as rstd)
+      rs = T(rules::inv_rms(ss, double(M), double(a.eps)));  // (from the double ss, rounded once)
     } else {  // overflow, underflow below a tiny eps, or a non-finite x (rules/norm.hpp)
       const auto q = scaled_sum_squares<T>(M, [&](int64_t j) { return x[j]; });
       rs = rules::rsqrt_scaled(q.ssq / T(M), q.e, a.eps);
@@ -265,8 +264,7 @@ void redo_rows_half(const RowGradArgs<float>& a, const HalfRows& h) {
   }
 }
 
-// S: the storage type (float, double, or uint16_t for half: bf16 then says which); statistics in
-// compute_t<S>.
+// S: the storage type (float, double, or uint16_t for half: bf16 then says which); statistics in compute_t<S>.
 template <class S>
 void forward_impl(HostArgs& args, py::handle x_h, py::handle w_h, py::handle b_h, py::handle y_h,
                   py::handle mean_h, py::handle rstd_h, const RowLayout& L, double eps, bool rms, bool bf16) {

@@ -38,9 +38,10 @@ template <class T, class P = const T*, class Q = T*> struct WnForward {
     if (rules::is_subnormal(nrm)) {
       // A subnormal ‖v‖ kept few digits (float64 v = [5e-324, 5e-324]: ‖v‖ = 5e-324, w = [g, g] where
       // g [0.71, 0.71]; float32 v ~ 1e-40: ~5 digits): w from v 2^-b and ‖v‖ 2^-b, in range (exact
-      // digits). The saved norm stays the subnormal ‖v‖.
-      // (Σ in double, rounded once, as sum_squares and the GPU's block_sum_squares: one T accumulator
-      // over a long row rounded every addition alike, w 1.3e-4 off for 65536 values ±1e-42)
+      // digits). The saved norm stays the subnormal ‖v‖. Rounded several times: the scaled squares
+      // summed as sum_squares does (block_sum, not one T accumulator over a long row rounded every
+      // addition alike: w 1.3e-4 off for 65536 values ±1e-42), that sum rounded to T, its square root
+      // in T, then each v 2^-b / n and g times it rounded (the GPU's the same, its squares in double).
       T av = T(0);
       for (int64_t j = 0; j < M; ++j) av = rules::max_abs(av, vr[j]);
       const int b = rules::scale_exp(av);

@@ -81,7 +81,7 @@ void channel_stats(py::handle x, py::handle mean, py::handle rstd, py::handle va
     using T = std::remove_pointer_t<decltype(tag)>;
     using A = typename Compute<T>::type;
     channel_moments<T, A>(reinterpret_cast<const T*>(xp), N, C, S, reinterpret_cast<A*>(mp),
-                          reinterpret_cast<A*>(rp), reinterpret_cast<A*>(vp), A(eps), reinterpret_cast<A*>(lp), s);
+                          reinterpret_cast<A*>(rp), reinterpret_cast<A*>(vp), eps, reinterpret_cast<A*>(lp), s);
   });
   check_launch("channel_stats");
 }

@@ -123,11 +123,12 @@ __global__ void channel_partial_kernel(Op op, int64_t N, int64_t C, int64_t S, i
 }
 
 // mean[c], rstd[c] and the unbiased variance var[c] (running buffers) from the same moments, in double
-// and rounded once.
+// and rounded once; eps is the caller's double, not rounded to A first (cpp/norm_channels.cpp's and
+// torch's CPU train-mode rstd: float32 eps moved 1 in 8 rstd of a constant channel by an ulp).
 template <class A>
-__device__ void put_moments(const rules::Moments<double>& m, A eps, int64_t c, A* mean, A* rstd, A* var) {
+__device__ void put_moments(const rules::Moments<double>& m, double eps, int64_t c, A* mean, A* rstd, A* var) {
   mean[c] = A(m.mean);
-  rstd[c] = A(rules::rstd(m, double(eps)));
+  rstd[c] = A(rules::rstd(m, eps));
   var[c] = A(rules::unbiased_var(m));
 }
 
@@ -138,14 +139,14 @@ __device__ void put_moments(const rules::Moments<double>& m, A eps, int64_t c, A
 // stats_redo_kernel).
 template <class A>
 __global__ void stats_finalize_kernel(const rules::Moments<double>* __restrict__ part, int64_t K, int64_t C,
-                                      A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps,
+                                      A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, double eps,
                                       int* __restrict__ redo) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
     rules::Moments<double> acc{0.0, 0.0, 0.0, 0.0};
     for (int64_t k = 0; k < K; ++k) acc = rules::merge(acc, part[k * C + c]);
     put_moments(acc, eps, c, mean, rstd, var);
     redo[c] = rules::remerge_needed<A>(acc, kTreeRoundings + double(K)) ? 2
-              : rules::stats_ok(A(acc.mean), A(acc.m2), eps)            ? 0
+              : rules::stats_ok(A(acc.mean), A(acc.m2), A(eps))         ? 0
                                                                         : 1;
   }
 }
@@ -162,10 +163,10 @@ template <class T, class A> struct ChannelAt {
 // around the merged mean (block_moments_around), kept where those statistics are usable; else, or 1,
 // scaled (norm_scaled.cuh). Thread 0 writes the statistics.
 template <class A, class At>
-__device__ void redo_stats(int redo, int64_t c, int64_t n, At at, A* mean, A* rstd, A* var, A eps) {
+__device__ void redo_stats(int redo, int64_t c, int64_t n, At at, A* mean, A* rstd, A* var, double eps) {
   if (redo == 2) {  // (every thread reads mean[c] before block_moments_around's barrier)
     const rules::Moments<double> m = block_moments_around(n, double(mean[c]), at);
-    if (rules::stats_ok(A(m.mean), A(m.m2), eps)) {
+    if (rules::stats_ok(A(m.mean), A(m.m2), A(eps))) {
       if (threadIdx.x == 0) put_moments(m, eps, c, mean, rstd, var);
       return;
     }
@@ -173,7 +174,7 @@ __device__ void redo_stats(int redo, int64_t c, int64_t n, At at, A* mean, A* rs
   const auto q = block_scaled_moments<A>(n, at);
   if (threadIdx.x == 0) {
     mean[c] = q.mean;
-    rstd[c] = rules::rsqrt_scaled(q.m2 / A(n), q.e, eps);
+    rstd[c] = rules::rsqrt_scaled(q.m2 / A(n), q.e, A(eps));
     var[c] = rules::unbiased_var_scaled(q, n);
   }
 }
@@ -186,7 +187,7 @@ __device__ void redo_stats(int redo, int64_t c, int64_t n, At at, A* mean, A* rs
 template <class T, class A>
 __global__ void __launch_bounds__(kChanThreads)
 stats_redo_kernel(const T* __restrict__ x, const int* __restrict__ redo, int64_t N, int64_t C, int64_t S,
-                  A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, A eps, A* __restrict__ lo) {
+                  A* __restrict__ mean, A* __restrict__ rstd, A* __restrict__ var, double eps, A* __restrict__ lo) {
   __shared__ rules::Moments<double> sm[32];
   const int64_t n = N * S;
   for (int64_t c = blockIdx.x; c < C; c += gridDim.x) {
@@ -283,7 +284,7 @@ void launch_partials(const Op& op, int64_t N, int64_t C, int64_t S, int64_t K, t
 
 // mean[c], rstd[c] and var[c] (unbiased) of x over N and S; lo[c] (lo optional): their mean low parts.
 template <class T, class A>
-void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rstd, A* var, A eps, A* lo,
+void channel_moments(const T* x, int64_t N, int64_t C, int64_t S, A* mean, A* rstd, A* var, double eps, A* lo,
                      cudaStream_t s) {
   const int64_t K = channel_splits(N, S);
   ScratchBuffer part(size_t(K * C) * sizeof(rules::Moments<double>), s);

@@ -64,10 +64,12 @@ template <class A, class At> __device__ A block_sum(int64_t n, At at) {
   return A(block_reduce(q, ss, Sum2<double>{0.0, 0.0}).a);
 }
 
-// Σ at(j)² over [0, n), as block_sum, as cpp/norm_cpu.hpp's sum_squares (a constant float32 row of
-// 65536 in float accumulators: Σx² ~1e-5 off, RMS norm's y and weight norm's w ~100 ulps). The
-// products of floats are exact in double, and neither overflows nor underflows there; the rounded
-// result can, which the caller's stats_ok sees.
+// Σ at(j)² over [0, n), as block_sum: each term squared in double (exact for float input, and it
+// neither overflows nor underflows there) and summed in double, rounded to A once; the rounded result
+// can overflow or underflow, which the caller's stats_ok sees. (A constant float32 row of 65536 in
+// float accumulators: Σx² ~1e-5 off, RMS norm's y and weight norm's w ~100 ulps.) The CPU's
+// sum_squares (cpp/norm_cpu.hpp) squares float32 in float32 and sums blocks of eight squares in
+// float32 before double: within an ulp or so of this, not the same bits.
 template <class A, class At> __device__ A block_sum_squares(int64_t n, At at) {
   return block_sum<A>(n, [&](int64_t j) {
     const double v = double(at(j));

@@ -30,7 +30,9 @@ template <class A, class At> __device__ A block_max_abs(int64_t n, At at) {
   return block_reduce(m, sm, MaxAbs<A>{A(0)}).v;
 }
 
-// Σ at(i)² = ssq · 4^e (NaN for a row holding NaN or ±inf), summed in double as the CPU's.
+// Σ at(i)² = ssq · 4^e (NaN for a row holding NaN or ±inf): each scaled square rounded to A, summed in
+// double, ssq rounded to A (the CPU's scaled_sum_squares adds blocks of eight float32 squares in
+// float32 first: not the same bits).
 template <class A, class At> __device__ rules::ScaledSq<A> block_scaled_sum_squares(int64_t n, At at) {
   __shared__ Sum2<double> ss[32];
   const A amax = block_max_abs<A>(n, at);

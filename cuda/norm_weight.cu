@@ -22,14 +22,16 @@ wn_forward_kernel(const T* __restrict__ v, const T* __restrict__ g, T* __restric
     const double q = block_sum_squares<double>(M, [&](int64_t j) { return A(load(vr, j)); });
     A nrm;
     if (rules::stats_ok(A(0), A(q), A(0))) {  // block-uniform
-      nrm = A(sqrt(q));  // (in double, rounded once: as cpp/norm_cpu.hpp's row_norm2)
+      nrm = A(sqrt(q));  // (the root in double, rounded once, as cpp/norm_cpu.hpp's row_norm2; q: see block_sum_squares)
     } else {  // ‖v‖² overflowed or underflowed (rules/norm.hpp)
       const auto sq = block_scaled_sum_squares<A>(M, [&](int64_t j) { return A(load(vr, j)); });
       nrm = rules::norm_scaled(sq.ssq, sq.e);
     }
     if (threadIdx.x == 0) norm[r] = nrm;
     const A gr = load(g, r);
-    if (rules::is_subnormal(nrm)) {  // (block-uniform) as cpp/norm_weight.cpp: w from v 2^-b and ‖v‖ 2^-b
+    // (block-uniform) as cpp/norm_weight.cpp: w from v 2^-b and ‖v‖ 2^-b, rounded several times (the
+    // double sum of squares rounded to A, its square root in A, the quotient, the product)
+    if (rules::is_subnormal(nrm)) {
       const A av = block_max_abs<A>(M, [&](int64_t j) { return A(load(vr, j)); });
       const int b = rules::scale_exp(av);
       const A n = sqrt(block_sum_squares<A>(M, [&](int64_t j) { return rules::scale2(A(load(vr, j)), -b); }));

@@ -122,3 +122,35 @@ def test_a_low_precision_step_takes_a_numpy_float32_lr_as_a_float32_tensor(name,
 
     assert torch.equal(steps(F32(0.0123)), steps(torch.tensor(F32(0.0123))))
     assert not torch.equal(steps(F32(0.0123)), steps(float(F32(0.0123))))  # (the case tells them apart)
+
+
+FUSED_CASES = [
+    ("Adam", dict(lr=F32(1e-3), weight_decay=F32(1e-2))),
+    ("AdamW", dict(lr=F32(1e-3))),
+    ("Adagrad", dict(lr=F32(1e-2), lr_decay=0.01)),
+]
+# (not SGD: torch's fused SGD with momentum rounds otherwise than its for-loop for a Python lr too,
+# 1-3 of 1023 elements; optkern.torch's follows the for-loop; its lr enters no float32 product)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+@pytest.mark.parametrize("name,kw", FUSED_CASES, ids=[n for n, _ in FUSED_CASES])
+def test_fused_true_steps_as_torchs_fused_step(name, kw, kind):
+    """torch's ``fused=True`` step takes lr (a NumPy float32 or a float32 tensor) to C++ as a double:
+    double scalars, as for a Python float; so does optkern.torch's with fused=True (it took the
+    for-loop's float32 scalars: 5 (Adam), 4 (AdamW), 9 (Adagrad) of 1023 elements off before)."""
+    kw = kw if kind == "numpy" else _as(kw, "tensor")
+    want = _steps(lambda ps: getattr(torch.optim, name)(ps, fused=True, **kw))
+    assert torch.equal(_steps(lambda ps: getattr(ot, name)(ps, fused=True, **kw)), want)
+
+
+@pytest.mark.parametrize("name,kw", FUSED_CASES, ids=[n for n, _ in FUSED_CASES])
+def test_fused_and_for_loop_differ_for_these_cases(name, kw):
+    """The premise: here torch's fused step and its for-loop give other bits (the test above would
+    pass with the for-loop's rule without it), and its fused step is its Python-float for-loop."""
+    with ieee_sqrt():
+        loop = _steps(lambda ps: getattr(torch.optim, name)(ps, foreach=False, **kw))
+        as_double = _steps(lambda ps: getattr(torch.optim, name)(ps, foreach=False, **_as(kw, "python")))
+    fused = _steps(lambda ps: getattr(torch.optim, name)(ps, fused=True, **kw))
+    assert not torch.equal(fused, loop)
+    assert torch.equal(fused, as_double)

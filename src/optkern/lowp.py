@@ -343,14 +343,8 @@ def _grid_call(name, x, out, bits, extra, rounding, seed, step, offset):
             else type(out).__name__
         )
         raise TypeError(f"out: expected a float32 {kind} array of shape {tuple(x.shape)}, got {got}")
-    args = (
-        _grid_bits("bits", bits),
-        extra,
-        rounding == "stochastic",
-        _u64("seed", seed),
-        _u64("step", step),
-        _u64("offset", offset),
-    )
+    args = (_grid_bits("bits", bits), extra, rounding == "stochastic")
+    args += (_u64("seed", seed), _u64("step", step), _u64("offset", offset))
     if out is not given and isinstance(out, np.ndarray) and not out.flags.writeable:
         raise _backend.read_only("out", out)  # (a view of an unversioned DLPack export: says why)
     with _backend._device_of(x):

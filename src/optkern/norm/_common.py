@@ -286,26 +286,25 @@ def _prod(shape):
 
 
 def _rstd(var, eps):
-    """``1 / sqrt(var + eps)`` of fixed (running) variances, as the training kernels form rstd
-    (rules::rstd): in double, rounded once to the statistics' dtype. (Float32 statistics were formed
-    in float32, the sum, the square root and the quotient each rounded: a third of the channels 1-2
-    ulps off, and other bits than training's for the same variance.)"""
+    """``1 / sqrt(var + eps)`` of fixed (running) variances as torch's CPU eval batch norm forms it
+    (batch_norm_cpu_collect_linear_and_constant_terms): in the statistics' dtype with eps rounded to
+    it, so that eval y equals torch's bit for bit. In float32 the sum, the square root and the
+    quotient are each rounded (a third of the channels 1-2 ulps off the correctly rounded value, as
+    torch's are); the training kernels' rstd (rules::rstd) is formed in double and rounded once."""
     xp = _xp(var)
-    v = var.astype(np.float64, copy=False)
+    e = var.dtype.type(eps)
     # a negative running_var (a user's) gives NaN in its channel as torch's eval batch norm does,
     # without NumPy's "invalid value in sqrt" warning (an error under -W error)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        s = v + eps
+        s = var + e
         r = 1.0 / xp.sqrt(s)
-        # float64 var + eps past the max (eps or a finite variance near it): the same quotient from a
-        # quarter of each, exact scalings (the bits of the sum's, had it fit), as the training kernels'
-        # rsqrt_scaled gives it; the sum overflowed (rstd 0, y = bias) and NumPy's warning escaped.
-        # (Float32 variances never overflow in double. CuPy: no host sync.)
-        if var.dtype == np.float64:
-            over = xp.isinf(s) & xp.isfinite(v)
-            if xp is not np or over.any():
-                r = xp.where(over, 0.5 / xp.sqrt(v * 0.25 + eps * 0.25), r)
-        return r.astype(var.dtype, copy=False)
+        # var + eps past the max (eps or a finite variance near it): the same quotient from a quarter of
+        # each, exact scalings (the bits of the sum's, had it fit), as the training kernels' rsqrt_scaled
+        # gives it, where torch's sum overflows to rstd 0 (y = bias). (CuPy: no host sync.)
+        over = xp.isinf(s) & xp.isfinite(var)
+        if xp is not np or over.any():
+            r = xp.where(over, 0.5 / xp.sqrt(var * 0.25 + e * 0.25), r)
+    return r.astype(var.dtype, copy=False)
 
 
 def _backward_module(dy, x, weight, stat_name, stat):

@@ -229,7 +229,10 @@ def _memory_bytes(device: str) -> int | None:
 def runs_that_fit(cfg: StudyConfig, n_features: int, n_classes: int, available: int | None = -1) -> int | None:
     """How many runs fit in ``available`` bytes at once by ``run_bytes``' lower bound (default: this
     machine's memory; None where it is unknown): the cap on the default ``--jobs``, which must not
-    start more workers than the memory holds where the user asked for no number."""
+    start more workers than the memory holds where the user asked for no number. A lower bound's
+    count, so an upper bound on the runs that fit: the default config's runs hold 81 copies of the
+    weights by ``run_bytes`` where tracemalloc measured 158 (tests/test_hunt54c_study_memory.py), so
+    the capped default may still start up to about twice as many workers as the memory holds."""
     avail = _memory_bytes(cfg.device) if available == -1 else available
     return None if avail is None else int(avail // run_bytes(cfg, n_features, n_classes))
 

@@ -159,11 +159,13 @@ def _interrupt_once(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _forward_interrupt(ex, signum: int = signal.SIGINT) -> None:
+def _forward_interrupt(ex, signum: int | None = signal.SIGINT) -> None:
     """Send ``signum`` (SIGINT; SIGTERM where the runs ignore SIGINT, see run_pool) to the pool's
     workers: a SIGINT sent to this process alone (``kill -INT``, a job scheduler, ``timeout -s
     INT``) reaches no worker, and the runs in flight went on to their last epoch while the study
-    waited for them. Idle workers ignore it (``_init``)."""
+    waited for them. Idle workers ignore it (``_init``). None: nothing sent (``_stop_signals``)."""
+    if signum is None:
+        return
     for proc in list((getattr(ex, "_processes", None) or {}).values()):
         try:
             os.kill(proc.pid, signum)
@@ -186,9 +188,27 @@ def _kill_workers(ex) -> None:
             pass
 
 
-def _collect_interrupted(ex, running: dict, records: list, signum: int = signal.SIGINT) -> None:
+def _stop_signals(sigint, sigterm) -> tuple[bool, bool, int | None]:
+    """From the study's SIGINT and SIGTERM handlers (``signal.getsignal``'s): whether a Python SIGTERM
+    handler is set (the command line's: idle workers then leave SIGTERM to it), whether the runs take
+    Ctrl-C, and the signal that stops the runs of an interrupted study (None: none does).
+
+    A study started with SIGINT ignored (a shell's background job: ``optkern study &`` in a script)
+    goes on through a Ctrl-C at the terminal, which reaches its whole process group, as it does with
+    --jobs 1: so do its runs. Only SIG_IGN says so: SIG_DFL (a library caller that reset SIGINT) or
+    None (a handler set from C) still end the study on Ctrl-C, and runs that ignored it trained on,
+    orphaned, after the study died. Stopped by SIGTERM then, only where the workers take it while
+    idle (``_init``: with no Python SIGTERM handler an idle worker dies of it, which breaks the pool
+    and loses the records of the runs in flight); else no signal, and the runs finish."""
+    handled = callable(sigterm)
+    sigint_taken = sigint is not signal.SIG_IGN
+    stop = signal.SIGINT if sigint_taken else signal.SIGTERM if handled else None
+    return handled, sigint_taken, stop
+
+
+def _collect_interrupted(ex, running: dict, records: list, signum: int | None = signal.SIGINT) -> None:
     """An interrupted study's wait for the records of its runs in flight (the others cancelled);
-    ``signum``: what stops a run (``_forward_interrupt``)."""
+    ``signum``: what stops a run (``_forward_interrupt``; None: nothing does, they run to the end)."""
     _forward_interrupt(ex, signum)
     left = {fut: i for fut, i in running.items() if not fut.cancel()}
     while left:
@@ -236,14 +256,7 @@ def run_pool(tasks: list, records: list, train, val, cfg, jobs: int, progress: b
     handling: int | None = None  # the run whose result is being handled (named if that raises)
     done = 0
     try:
-        # (a Python SIGTERM handler here, the command line's: idle workers leave SIGTERM to it)
-        handled = callable(signal.getsignal(signal.SIGTERM))
-        # A study started with SIGINT ignored (a shell's background job: ``optkern study &`` in a
-        # script) goes on through a Ctrl-C at the terminal, which reaches its whole process group, as
-        # it does with --jobs 1: so do its runs (they stopped, "interrupted", in a study that ended
-        # with status 0 and holes in its report). Stopped by SIGTERM then (taken as Ctrl-C here).
-        sigint_taken = callable(signal.getsignal(signal.SIGINT))
-        stop = signal.SIGINT if sigint_taken else signal.SIGTERM
+        handled, sigint_taken, stop = _stop_signals(signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
         init = (train, val, cfg, handled, os.getpid(), sigint_taken)
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=init) as ex:
 

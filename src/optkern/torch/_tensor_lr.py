@@ -14,14 +14,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+#: Whether NumPy keeps ``np.float32 op float`` in float32 (NEP 50, NumPy 2's promotion). NumPy 1.x
+#: (pyproject allows >= 1.22) gives float64 there: torch's for-loop then computes an np.float32 lr's
+#: scalars in double, as a Python float's. Read from the behaviour, not the version string.
+NEP50_FLOAT32 = type(np.float32(1) * 1.0) is np.float32
 
-def lr_is_float32(group: dict) -> bool:
-    """Whether the group's lr is a float32 tensor or a NumPy float32: torch's expressions keep the
-    latter float32 too (NumPy 2's promotion, NEP 50: ``np.float32 op float`` is float32), so its
-    for-loop and foreach steps compute these scalars as with a float32 tensor lr, bit for bit. (Its
-    ``fused=True`` step passes lr to C++ as a double: double scalars, as for a Python float.)"""
+
+def lr_is_float32(group: dict, fused=False) -> bool:
+    """Whether the group's lr is a float32 tensor or a NumPy float32 that torch's step computes its
+    scalars with in float32: torch's expressions keep the latter float32 too (NumPy 2's promotion,
+    NEP 50: ``np.float32 op float`` is float32), so its for-loop and foreach steps compute these
+    scalars as with a float32 tensor lr, bit for bit (not under NumPy 1.x's promotion: ``NEP50_FLOAT32``
+    false). Not for a ``fused`` group: torch's fused step
+    takes lr (either kind) to C++ as a double: double scalars, as for a Python float."""
+    if fused:
+        return False
     lr = group["lr"]
-    return isinstance(lr, np.float32) or (isinstance(lr, torch.Tensor) and lr.dtype == torch.float32)
+    if isinstance(lr, np.float32):
+        return NEP50_FLOAT32
+    return isinstance(lr, torch.Tensor) and lr.dtype == torch.float32
 
 
 def replaced(opt, hp, **changes):
@@ -44,7 +55,8 @@ class Float32Lr:
     _float32_lr = False  # (the run's: set by _native_step, read by its native call)
 
     def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
-        self._float32_lr = lr_is_float32(group)
+        # (fused: the group's own, as loaded from torch's state_dict, else the constructor's keyword)
+        self._float32_lr = lr_is_float32(group, group.get("fused", self._impl.get("fused")))
         if self._float32_lr:
             hp = replaced(self, hp, float32_lr=True)
         return super()._native_step(group, hp, core_run, pviews, grads, lists, t, first)

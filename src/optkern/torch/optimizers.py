@@ -31,7 +31,8 @@ step as torch's too: its scalars and ``mu_product *= mu`` (a tensor ``mu``, prom
 A NumPy float32 ``lr`` steps as a float32 tensor lr: NumPy 2's promotion (NEP 50) keeps
 ``np.float32 op float`` in float32, so torch's for-loop and foreach steps compute those scalars in
 float32 for it too (its for-loop with ``np.float32(lr)`` is its for-loop with ``torch.tensor(lr)``,
-bit for bit; torch's ``fused=True`` takes lr as a C++ double: its scalars are a Python float's). A
+bit for bit; torch's ``fused=True`` takes lr as a C++ double: its scalars are a Python float's, and
+so are they under NumPy 1.x, whose ``np.float32 op float`` is float64: ``_tensor_lr``). A
 NumPy float32 ``eps``, coupled ``weight_decay``, ``momentum``, ``dampening``, ``alpha`` or ``rho``
 enters no product torch rounds to float32 (the same steps as its Python float), nor, to its
 float32 rounding, a decoupled ``weight_decay`` beside a Python lr (``1 - lr * wd`` is computed in
