@@ -16,10 +16,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
+from test_study_sigterm import _study as _sigterm_study
 from test_study_sigterm import _wait, _workers_training
 
 pytestmark = pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task"), reason="Linux /proc")
@@ -32,18 +32,7 @@ def _background_signals() -> None:
 
 
 def _study(out, *args) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "optkern", "study", "--quick", "--norms", "none", "--checkpoints", "2"]
-    cmd += ["--hidden", "16", "--curvature-samples", "64", "--no-plots", "--quiet", "--out", str(out)]
-    cmd += ["--jobs", "2", "--optimizers", "sgd", "--seeds", "2", *args]
-    return subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        preexec_fn=_background_signals,
-        start_new_session=True,  # its own process group: the signals below reach it alone
-    )
+    return _sigterm_study(out, "--jobs", "2", "--optimizers", "sgd", "--seeds", "2", *args, preexec=_background_signals)
 
 
 def _end(proc: subprocess.Popen, timeout: float = 90) -> str:

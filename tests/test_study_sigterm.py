@@ -33,7 +33,9 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _study(out, *args) -> subprocess.Popen:
+def _study(out, *args, preexec=_default_signals) -> subprocess.Popen:
+    """``optkern study --quick`` (small, two checkpoints) into ``out``, in its own process group, with
+    ``preexec`` setting its signals before exec (test_hunt54c's: SIGINT ignored, as a background job)."""
     cmd = [sys.executable, "-m", "optkern", "study", "--quick", "--norms", "none", "--checkpoints", "2"]
     cmd += ["--hidden", "16", "--curvature-samples", "64", "--no-plots", "--quiet", "--out", str(out), *args]
     return subprocess.Popen(
@@ -42,7 +44,7 @@ def _study(out, *args) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
-        preexec_fn=_default_signals,
+        preexec_fn=preexec,
         start_new_session=True,  # its own process group: the signals below reach it alone
     )
 
