@@ -57,11 +57,7 @@ def as_array(a, name: str):
     elementwise). CUDA arrays need CuPy.
     """
     if not is_foreign(a):
-        if _is_masked(a):
-            raise TypeError(
-                f"{name}: expected a numpy.ndarray, got a masked array (optkern would ignore its mask): "
-                "pass a.filled(value) or a.data"
-            )
+        refuse_masked(a, name)
         if isinstance(a, np.matrix):  # (stays 2-D through ravel, multiplies as matrices: its plain view)
             return a.view(np.ndarray)
         return a
@@ -206,6 +202,17 @@ def _is_masked(a) -> bool:
     """A NumPy masked array (``numpy.ma``: none exists unless it was imported)."""
     ma = sys.modules.get("numpy.ma")
     return ma is not None and isinstance(a, ma.MaskedArray)
+
+
+def refuse_masked(a, name: str) -> None:
+    """TypeError naming ``name`` where ``a`` is a NumPy masked array: optkern's kernels and fills
+    read and write the whole data, so its mask would be ignored (masked entries updated, and an
+    in-place fill through MaskedArray's own assignment cleared the mask)."""
+    if _is_masked(a):
+        raise TypeError(
+            f"{name}: expected a numpy.ndarray, got a masked array (optkern would ignore its mask): "
+            "pass a.filled(value) or a.data"
+        )
 
 
 def _cupy(name: str, a):

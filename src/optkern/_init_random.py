@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _foreign
 
 
 def _is_cupy_generator(rng) -> bool:
@@ -64,6 +64,9 @@ def _draw(rng, kind: str, shape, dtype, xp):
 
 
 def _target(w, name="w"):
+    # (a masked array is an ndarray: taken whole, its masked entries were drawn over and the fill's
+    # MaskedArray assignment cleared the mask, where every other optkern argument refuses one)
+    _foreign.refuse_masked(w, name)
     if not (isinstance(w, np.ndarray) or _backend.is_cupy(w)):
         raise TypeError(f"{name}: expected a numpy or cupy array, got {type(w).__name__}")
     if not np.issubdtype(w.dtype, np.floating):
