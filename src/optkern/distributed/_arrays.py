@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _foreign
 from .._array_checks import byte_span
 
 
 def _contiguous(x, name: str, any_layout: bool = False):
+    # (a masked array's data moved without its mask, and the result came back through its own
+    # assignment, which skips masked entries: refused as every other optkern argument refuses one)
+    _foreign.refuse_masked(x, name)
     if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
         raise TypeError(f"{name}: expected a numpy or cupy array, got {type(x).__name__}")
     if not (any_layout or x.flags.c_contiguous):
