@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import sharded_state
+from . import hyper_check, sharded_state
 from .agreement import first_unlike, load_together, loaded_apart, state_digest
 from .groups import grown
 from .sharded_setup import align_of
@@ -105,8 +105,13 @@ class ShardedCheckpoints:
         shard = not isinstance(state_dict, dict) or "zero" in state_dict  # (not a dict: refused in load)
         opt, pieces = self.optimizer, self._pieces
         digest: Callable[[], object] = lambda: ("consolidated", state_digest(state_dict))  # noqa: E731
-        if shard:  # (each rank its own: their steps compared, a mixed checkpoint diverged silently)
-            digest = lambda: ("shard", sharded_state.shard_counts(opt, pieces))  # noqa: E731
+        if shard:  # (each rank its own: their steps compared, a mixed checkpoint diverged silently;
+            # and their hyper-parameters, as the steps compare them: another lr in one rank's shard
+            # loaded, then every step raised "changed after construction on some ranks only")
+            digest = lambda: (  # noqa: E731
+                "shard",
+                (sharded_state.shard_counts(opt, pieces), hyper_check.signature(opt, self._counts)),
+            )
         load_together(self.comm, opt, lambda: sharded_state.load(self, state_dict), digest, _loaded_apart)
 
 
@@ -114,7 +119,9 @@ def _loaded_apart(digests: list) -> ValueError | None:
     """The ValueError for ranks that loaded unlike states (None where they agree): ``digests`` are
     every rank's ``(kind, digest)``. A shard on some ranks and a consolidated dict on others were
     compared digest against digest of the other kind: refused, but with a message made of the
-    characters of a hash ("rank 0 at b"), and another message on each rank."""
+    characters of a hash ("rank 0 at b"), and another message on each rank. Shards: their step
+    counts (:func:`sharded_state.shard_counts`), then their hyper-parameters as the steps compare
+    them (:func:`hyper_check.signature`)."""
     kinds = [k for k, _ in digests]
     r = first_unlike(kinds)
     if r is not None:
@@ -123,4 +130,13 @@ def _loaded_apart(digests: list) -> ValueError | None:
             "kind on every rank: each rank's own shard, or the same consolidate_state_dict() dict)"
         )
     values = [d for _, d in digests]
-    return sharded_state.shards_apart(values) if kinds[0] == "shard" else loaded_apart(values)
+    if kinds[0] != "shard":
+        return loaded_apart(values)
+    bad = sharded_state.shards_apart([counts for counts, _ in values])
+    if bad is not None:
+        return bad
+    try:
+        hyper_check.check_same_groups([sig for _, sig in values])
+    except ValueError as e:
+        return ValueError(f"state_dict: the ranks' shards hold other hyper-parameters: {e}")
+    return None
