@@ -198,6 +198,10 @@ def _one_kind(named):
 _NUMPY_TYPE = {np.ndarray}
 
 
+#: The type of a DLPack capsule (any PyCapsule; ``types.CapsuleType`` from Python 3.13).
+CAPSULE = type(datetime.datetime_CAPI)
+
+
 def as_list(arrays, name: str) -> list:
     """A single array or a sequence of arrays, as a list of NumPy / CuPy arrays (foreign arrays
     viewed by ``as_array``; other elements are left for the caller's checks to name)."""
@@ -226,7 +230,7 @@ def as_list(arrays, name: str) -> list:
 #: arrays, and DLPack capsules, which the native calls read where they only read (the torch
 #: adapter's grads). A capsule sent through ``as_array`` came back unchanged, after ~1.5 us of
 #: type tests each: 0.3 ms of a 200-tensor adapter step, about 5 % of it at 16M parameters.
-_NATIVE_TYPES = {np.ndarray, type(datetime.datetime_CAPI)}
+_NATIVE_TYPES = {np.ndarray, CAPSULE}
 
 
 def read_once(arrays):

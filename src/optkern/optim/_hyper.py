@@ -53,21 +53,27 @@ def _lists(params, grads, **states):
 _shape = attrgetter("shape")
 
 
-def _check_shapes(params, grads) -> None:
+def _check_shapes(params, grads) -> bool:
     """Raise ValueError naming the first grad with its param's size but another shape.
 
     The native calls compare sizes only, and a transposed gradient would pass them.
-    Non-arrays and size mismatches are left to the native checks, which name them.
+    Non-arrays and size mismatches are left to the native checks, which name them. Returns
+    whether a grad is a DLPack capsule (the step's read-only lists take them): its shape is not
+    readable here, only by the native precheck (``precheck_step_``), which the caller runs then.
     """
     try:
         if list(map(_shape, grads)) == list(map(_shape, params)):
-            return  # the common case, in one comparison
+            return False  # the common case, in one comparison
     except AttributeError:
         pass
+    capsules = False
     for i, (p, g) in enumerate(zip(params, grads)):
-        shape = getattr(g, "shape", p.shape)
-        if shape != p.shape and getattr(g, "size", None) == p.size:
+        shape = getattr(g, "shape", None)
+        if shape is None:
+            capsules = capsules or type(g) is _backend.CAPSULE
+        elif shape != p.shape and getattr(g, "size", None) == p.size:
             raise ValueError(f"grads[{i}]: expected shape {tuple(p.shape)}, got {tuple(shape)}")
+    return capsules
 
 
 def _step_count(step) -> int:

@@ -283,8 +283,9 @@ class Optimizer(
                 pass  # (GradScaler.step checked these very arrays, then unscaled them in place)
             elif not whole:
                 self._precheck(grads, runs)  # (native errors name positions in their call: global ones here)
-            else:  # one native call checks everything before it writes, but compares sizes, not shapes
-                _check_shapes(runs[0][0].params, grads)
+            elif _check_shapes(runs[0][0].params, grads):  # one native call compares sizes, not shapes:
+                # a capsule grad's shape (a transposed one of the same size) only the precheck can read
+                self._precheck(grads, runs)
             # a Ctrl-C during a kernel was raised as it returned, before its run was counted (the arrays
             # at step n + 1, the state at n) or the next run stepped: deferred to the end of the step
             # where the kernels are long enough for the two handler swaps (~2 us) not to matter
