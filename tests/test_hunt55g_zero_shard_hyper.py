@@ -27,7 +27,8 @@ def test_shards_with_other_hyper_parameters_are_refused_on_every_rank():
 def case_hyper(comm) -> None:
     """lr, then betas, differing in rank 1's shard: ValueError naming the entry and both ranks on
     every rank; each rank's hyper-parameters and state as before; the next step goes on together
-    and equals the unsharded optimizer's. Shards alike (a round trip) still load."""
+    and equals the unsharded optimizer's. Shards alike (a round trip, another lr in every shard)
+    still load."""
     import numpy as np
 
     from optkern import optim
@@ -49,6 +50,12 @@ def case_hyper(comm) -> None:
             z.load_state_dict(sd)
         assert z.param_groups[0]["lr"] == 0.1 and tuple(z.param_groups[0]["betas"]) == (0.9, 0.999)
     z.load_state_dict(good)
+    z.step(g)
+    o.step(g)
+    alike = z.state_dict()  # (another lr in every rank's shard: loaded, and stepped with)
+    alike["optimizer"]["param_groups"][0]["lr"] = 0.05
+    z.load_state_dict(alike)
+    o.param_groups[0]["lr"] = 0.05
     z.step(g)
     o.step(g)
     for a, b in zip(p, ref):
