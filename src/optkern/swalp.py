@@ -207,6 +207,13 @@ class SWALP:
         # raised Python's unnamed TypeError, True went on as 1, and 2**63 - 1 stepped to a count
         # its own checkpoint could not load
         t = _backend.integer("t", self.t, lo=0, hi=_backend.INT64_MAX - 1) + 1
+        # What the average's update refuses, refused before the step writes: a param reshaped in place
+        # since construction (``p.shape = ...``, the same memory) was stepped, ``t`` counted, and then
+        # the update raised (stepped, not averaged); so were the average's own attributes.
+        self.swa._check_shapes(self.params)
+        averaged = t >= self.swa_start and (t - self.swa_start) % self.cycle == 0
+        if averaged:
+            self.swa._weight()
         gq = [self._quantize("grad", i, g, t) for i, g in enumerate(grads)]
         # momentum assigned between steps: off drops the buffers (kept, the checkpoint held buffers
         # with momentum 0, which load_state_dict refuses); on starts them at zero, so that this
@@ -228,7 +235,7 @@ class SWALP:
             self._quantize("weight", i, p, t, out=p)
         # (a graph saved before the step refuses its backward, as after torch's in-place step)
         _bump_torch_versions(self._tensors)
-        if self.t >= self.swa_start and (self.t - self.swa_start) % self.cycle == 0:
+        if averaged:
             self.swa.update(self.params)
 
     def _check_config(self) -> None:

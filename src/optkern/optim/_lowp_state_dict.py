@@ -63,6 +63,14 @@ class LowpStateDictMixin(OptimizerParts):
                         entry[n] = entry[n].view(bf)
         return sd
 
+    def _per_block_states(self) -> tuple:
+        """The 8-bit moments' block scales (``<moment>_scale``), one float32 per block: their shape is
+        theirs, not their param's (``_state_dict.follow_reshaped``)."""
+        lp = self._lowp
+        if lp is None or lp.state_dtype != "int8":
+            return ()
+        return tuple(f"{n}_scale" for n in type(self)._state_names)
+
     @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
         """As :meth:`Optimizer.load_state_dict`, converting the state's storage format (see

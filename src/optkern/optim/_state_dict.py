@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
@@ -15,14 +15,20 @@ from ._parts import OptimizerParts
 from ._run import _Run
 
 
-def follow_reshaped(run: _Run) -> None:
+def follow_reshaped(run: _Run, per_block: Collection[str] = ()) -> None:
     """The state arrays of ``run``'s params reshaped since they were made -- a NumPy param's shape set
     in place (``a.shape = (2, 3)``), a reshape of it at its address put in its place, a torch tensor
     re-viewed so (``t.data = t.data.view(2, 3)``): the same memory read in the same order, which the
     step writes as before -- reshaped with them (views), so that the state is laid out as its param
     is and ``state_dict()`` loads back (its (6,) state was refused against the (2, 3) param). Done
-    here, where the state is read, not at every step (a shape compare per param)."""
-    for arrays in run.state.values():
+    here, where the state is read, not at every step (a shape compare per param).
+
+    ``per_block``: the states of one value per block, not per element (8-bit block scales), left as
+    they are: a param of one element or none has as many blocks as elements, and its scales were
+    shaped like it (a 0-d param's (), a (1, 1) one's (1, 1)), which ``load_state_dict`` refused."""
+    for name, arrays in run.state.items():
+        if name in per_block:
+            continue
         for k, (a, p) in enumerate(zip(arrays, run.params)):
             # (a slot may hold what a refused step would not take -- None, a list: its state stays)
             shape = getattr(p, "shape", None)
@@ -40,6 +46,11 @@ class StateDictMixin(OptimizerParts):
         e.g. a torch tensor) to its ``state_dict()`` entry: ``{"step": ..., <state name>: array}``
         (the live arrays). Parameters are looked up by identity (NumPy arrays are not hashable)."""
         return _StateView(self)
+
+    def _per_block_states(self) -> tuple:
+        """The state names holding one value per block of a param, not one per element (none here;
+        8-bit states' block scales: ``LowpStateDictMixin``)."""
+        return ()
 
     @serialized
     def state_dict(self) -> dict:
@@ -68,7 +79,7 @@ class StateDictMixin(OptimizerParts):
                 # torch keeps them -- rather than ones made for a step that was then refused)
                 if run.step == 0 and run.fresh.issuperset(n for n in type(self)._state_names if n in run.state):
                     continue
-                follow_reshaped(run)
+                follow_reshaped(run, self._per_block_states())
                 scalars = self._extra_to_state(run)
                 for k, i in enumerate(run.index):
                     entry = {"step": run.dev["step"] if run.dev is not None else run.step} if counted else {}

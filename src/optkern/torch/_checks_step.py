@@ -136,15 +136,18 @@ class _StepChecks:
 
     def _check_state_layouts(self, group: dict, ps: list, gi: int, states: list, names) -> None:
         """ValueError naming a state tensor of ``ps`` (group ``gi``) that is a negated or conjugated
-        view (one a user set: a loaded one is resolved, ``_like_param``), or, outside low precision
-        (whose storage has shapes of its own), of another shape than its param's (``_check_shape``),
-        or whose memory layout is not its param's (the step pairs them element by element in memory
+        view (one a user set: a loaded one is resolved, ``_like_param``), or of another shape than
+        its param's (``_check_shape``; 8-bit block scales excepted, one per block. Skipped for all
+        low-precision storage, a param re-viewed to another shape, ``p.data = p.data.view(2, 3)``,
+        was stepped with its old-shaped moments and master, and its ``state_dict()`` no longer
+        loaded), or whose memory layout is not its param's (the step pairs them element by element in memory
         order: channels_last) and cannot be made so (``_relay``: one of its param's shape is put in
         its layout, as torch steps it). Run before the state is viewed, after the inference checks."""
+        blocks = _lowp.block_scales(names) if self._lowp_core is not None else ()
         for p, s in zip(ps, states):
             for n in names:
                 t = s.get(n)
-                if self._lowp_core is None and isinstance(t, torch.Tensor) and t.shape != p.shape:
+                if isinstance(t, torch.Tensor) and t.shape != p.shape and n not in blocks:
                     _check_shape(t, p, f"state[{self._names(group, [p], gi)[0]}][{n!r}]")
                 if isinstance(t, torch.Tensor) and not (
                     t.is_contiguous() and p.is_contiguous() and not t.is_neg() and not t.is_conj()

@@ -115,6 +115,12 @@ def stored_names(cfg: LowpConfig, names: tuple, dtype: torch.dtype) -> tuple:
     return names + scales + ((_MASTER,) if cfg.master and dtype in _HALVES else ())
 
 
+def block_scales(names) -> frozenset:
+    """The 8-bit block scales among the stored state ``names`` (``stored_names``): one float32 per
+    block, shaped (n_blocks,), where every other state tensor has its param's shape."""
+    return frozenset(n for n in names if n.endswith("_scale") and n[: -len("_scale")] in names)
+
+
 def new_state(p: torch.Tensor, state: dict, m, names: tuple, hp) -> None:
     """Fresh moments ``names`` (and their scales) in the storage of optkern.optim instance ``m``,
     holding what ``m`` starts them at (``_lowp_initial``: Adagrad's accumulator), and the master."""
