@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -90,16 +91,16 @@ class SAM(NativeByName):
         ps = self._all_params()
         if len({(p.dtype, _backend.is_cupy(p)) for p in ps}) > 1:
             raise TypeError("base: SAM needs all params on one backend with one dtype")
-        if ps and ps[0].dtype not in (np.float32, np.float64):
-            # (a master_weights base's half params: every step ran the closure, then sam_perturb_
-            # refused them naming params[0], an argument SAM does not have)
-            raise TypeError(f"base: SAM's ascent step takes float32 or float64 params, got {ps[0].dtype}")
-        self._mod = _backend.backend(("params", ps))
+        if ps:
+            _check_ascent_dtype(ps[0].dtype, "base")
+        # (None, None: a base whose groups hold no params yet; the first ones its add_param_group
+        # takes set them, _checked_params)
+        self._mod: Any = _backend.backend(("params", ps)) if ps else None
         self._dtype = ps[0].dtype if ps else None
         self._backups: list | None = None
         self._moved: list = []  # the indices of the params the ascent step moved
         self._perturbed = False
-        self._norm_buf = None
+        self._norm_buf: Any = None
 
     @property
     def param_groups(self):
@@ -121,9 +122,18 @@ class SAM(NativeByName):
         ``params[1]``, an argument SAM does not have. (A NumPy param's flags are read at once,
         ~0.5 us; the byte spans, ~7 us a param, only when the list holds other arrays than at the
         last check: an array's memory does not change.)"""
-        ps, dt = [], self._dtype
-        if dt is None:  # (a SAM unpickled from before it was kept: its first param's, as checked then)
-            dt = self.base.param_groups[0]["params"][0].dtype
+        ps: list = []
+        dt = self._dtype
+        if dt is None:
+            # the first param's: a base made with no params (its groups filled later by add_param_group;
+            # param_groups[0]['params'][0] was read here, a bare IndexError at every step) or a SAM
+            # unpickled from before the dtype was kept. No params at all: nothing to check or move.
+            groups = self.base.param_groups
+            first = next(((gi, i) for gi, g in enumerate(groups) for i in range(len(g["params"]))), None)
+            if first is None:
+                return ps
+            dt = groups[first[0]]["params"][first[1]].dtype
+            _check_ascent_dtype(dt, _param_name(*first[:2]))
         for gi, group in enumerate(self.base.param_groups):
             for i, p in enumerate(group["params"]):
                 f = p.flags
@@ -137,6 +147,8 @@ class SAM(NativeByName):
                 named += [(*byte_span(p), _param_name(gi, i)) for i, p in enumerate(group["params"]) if p.nbytes]
             _backend.check_disjoint(named)
             self._disjoint_seen = ps
+        if self._dtype is None or self._mod is None:  # (every param checked: the kind SAM moves from now on)
+            self._dtype, self._mod = dt, _backend.backend(("params", ps))
         return ps
 
     def _check_grads(self, grads, name="grads") -> list:
@@ -174,6 +186,9 @@ class SAM(NativeByName):
         ``ps``: the params as ``_prechecks`` returned them (else it runs here)."""
         ps = self._prechecks() if ps is None else ps
         grads = self._check_grads(grads, name)
+        if not ps:  # (a base with no params: the ascent point is w, ||g|| of no gradient 0)
+            self._moved, self._perturbed, self._norm_buf = [], True, np.zeros(1)
+            return grads
         xp = _backend.array_module(ps[0])
         if (
             self._backups is None
@@ -242,7 +257,8 @@ class SAM(NativeByName):
 
     def _restore(self) -> None:
         """The params the ascent step moved back to the very bits of ``w``."""
-        self._mod.sam_restore_(*_pick(self._moved, self._all_params(), self._backups))
+        if self._moved:
+            self._mod.sam_restore_(*_pick(self._moved, self._all_params(), self._backups))
         self._bump()
         self._perturbed = False
 
@@ -320,6 +336,14 @@ def _all_finite(grads: list) -> bool:
         return True
     xp = _backend.array_module(gs[0])
     return bool(xp.stack([xp.isfinite(g).all() for g in gs]).all())
+
+
+def _check_ascent_dtype(dt, name: str) -> None:
+    """TypeError naming ``name`` unless the ascent kernels (``sam_perturb_`` / ``sam_restore_``, float32 /
+    float64) take params of dtype ``dt``. (A master_weights base's half params: every step ran the
+    closure, then sam_perturb_ refused them naming params[0], an argument SAM does not have.)"""
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{name}: SAM's ascent step takes float32 or float64 params, got {dt}")
 
 
 def _param_name(group: int, i: int) -> str:
