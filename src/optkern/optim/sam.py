@@ -59,7 +59,9 @@ class SAM(NativeByName):
     """
 
     _dtype = None  # the params' dtype (set by the constructor)
-    _disjoint_seen: list | tuple = ()  # the params last found to share no memory (_checked_params)
+    _disjoint_seen: list | tuple = ()  # the params whose byte spans _param_spans holds (_spans)
+    _param_spans: list | tuple = ()
+    _param_roots: set | frozenset = frozenset()  # id() of the objects owning their memory (_root)
 
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12, adaptive: bool = False):
         if not hasattr(base, "param_groups") or not callable(getattr(base, "step", None)):
@@ -140,25 +142,47 @@ class SAM(NativeByName):
                 if not (type(p) is np.ndarray and p.dtype == dt and f.c_contiguous and f.writeable and f.aligned):
                     _backend.check_written(p, dt, _param_name(gi, i))  # (raises, or passes a CuPy array)
                 ps.append(p)
+        self._spans(ps)
+        if self._dtype is None or self._mod is None:  # (every param checked: the kind SAM moves from now on)
+            self._dtype, self._mod = dt, _backend.backend(("params", ps))
+        return ps
+
+    def _spans(self, ps: list) -> list | tuple:
+        """The params' ``(first byte, end, name)`` spans (the params ``ps``, as ``_all_params()`` lists
+        them), found disjoint (else ValueError naming two); made again only when the list holds other
+        arrays than at the last call: an array's memory does not change."""
         seen = self._disjoint_seen
         if len(seen) != len(ps) or any(a is not b for a, b in zip(seen, ps)):
             named = []
             for gi, group in enumerate(self.base.param_groups):
                 named += [(*byte_span(p), _param_name(gi, i)) for i, p in enumerate(group["params"]) if p.nbytes]
-            _backend.check_disjoint(named)
-            self._disjoint_seen = ps
-        if self._dtype is None or self._mod is None:  # (every param checked: the kind SAM moves from now on)
-            self._dtype, self._mod = dt, _backend.backend(("params", ps))
-        return ps
+            _backend.check_disjoint(named)  # (kept only once found disjoint)
+            self._param_spans, self._disjoint_seen = named, ps
+            self._param_roots = {id(_root(p)) for p in ps}
+        return self._param_spans
 
     def _check_grads(self, grads, name="grads") -> list:
         # (None: a param without a gradient)
-        grads = _backend.check_list_like(_backend.as_list(grads, name), self._all_params(), name, none=True)
+        ps = self._all_params()
+        grads = _backend.check_list_like(_backend.as_list(grads, name), ps, name, none=True)
+        spans, roots, read = self._spans(ps), self._param_roots, []
         for i, g in enumerate(grads):
+            if g is None:
+                continue
+            a = _backend.as_array(g, f"{name}[{i}]")
             # the ascent step's native call and the wrapped optimizer's step take C-contiguous arrays:
             # refused here, naming `name` (step's "closure: grads"), where they named their own "grads[i]"
-            if g is not None and not _backend.as_array(g, f"{name}[{i}]").flags.c_contiguous:
+            if not a.flags.c_contiguous:
                 raise ValueError(f"{name}[{i}]: array must be C-contiguous")
+            # (a NumPy array over memory no param views -- a fresh gradient -- is not spanned: a byte span
+            # costs ~2 us an array; others, foreign arrays' views included, are)
+            if a.nbytes and (a is not g or type(a) is not np.ndarray or id(_root(a)) in roots):
+                read.append((*byte_span(a), f"{name}[{i}]"))
+        # a gradient in a param's memory (a closure of |w|^2 / 2 returning w): the ascent kernel refused
+        # it naming its own "grads[0]" and "params[0]", and second_step wrote w back through it before
+        # the wrapped optimizer's step refused it; named here, before anything is written
+        if read:
+            _backend.check_disjoint(spans, read)
         return grads
 
     def first_step(self, grads) -> None:
@@ -344,6 +368,14 @@ def _check_ascent_dtype(dt, name: str) -> None:
     closure, then sam_perturb_ refused them naming params[0], an argument SAM does not have.)"""
     if dt not in (np.float32, np.float64):
         raise TypeError(f"{name}: SAM's ascent step takes float32 or float64 params, got {dt}")
+
+
+def _root(a):
+    """The object at the end of ``a``'s ``base`` chain: the array (or buffer) owning its memory.
+    Arrays over one memory have one root, unless made over it separately (``np.frombuffer``)."""
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
 
 
 def _param_name(group: int, i: int) -> str:
