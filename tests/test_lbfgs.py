@@ -422,8 +422,8 @@ def test_bad_hyper_parameters(kw, exc, match):
 def test_bad_params_and_kernel_arguments():
     with pytest.raises(TypeError, match=r"params\[0\]"):
         optim.LBFGS([np.zeros(3, np.int32)])
-    with pytest.raises(ValueError, match="parameter groups"):
-        optim.LBFGS([{"params": [np.zeros(3)]}])
+    with pytest.raises(ValueError, match="parameter groups"):  # (one group is taken, as torch takes it)
+        optim.LBFGS([{"params": [np.zeros(3)]}, {"params": [np.zeros(2)]}])
     ro = np.zeros(3)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):

@@ -45,6 +45,23 @@ def _check_group(g: dict, where: str = "") -> tuple:
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
 
 
+def _one_group(params) -> tuple:
+    """``(params, the group's hyper-parameters)`` of torch's one-group form ``[{"params": [...], "lr":
+    ...}]``, which torch.optim.LBFGS takes (it refuses more than one group); ``(params, {})`` for a
+    list of arrays. The group was refused as "per-parameter options" where torch takes it."""
+    if not isinstance(params, (list, tuple)) or not params or not isinstance(params[0], dict):
+        return params, {}
+    if len(params) > 1:
+        raise ValueError("params: LBFGS doesn't support per-parameter options (parameter groups)")
+    group = params[0]
+    if "params" not in group:
+        raise ValueError("params[0]: missing 'params'")
+    unknown = [k for k in group if k != "params" and k not in _NAMES]
+    if unknown:
+        raise ValueError(f"params[0]: unknown hyper-parameter {unknown[0]!r} (LBFGS takes {', '.join(_NAMES)})")
+    return group["params"], {k: v for k, v in group.items() if k != "params"}
+
+
 def default_max_eval(max_iter) -> int:
     """torch's default ``max_eval``, ``max_iter * 5 // 4`` from a checked ``max_iter``, held to int64
     (``max_iter = 2**63 - 1`` must not make a default past the bound that ``max_eval`` is checked to)."""
@@ -55,7 +72,8 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
     """L-BFGS (``torch.optim.LBFGS``'s algorithm and defaults) over NumPy or CuPy arrays.
 
     Args:
-      params: a list of float32/float64 arrays (one group; updated in place).
+      params: a list of float32/float64 arrays (one group; updated in place), or torch's form of
+        that one group, ``[{"params": [...], "lr": ..., ...}]`` (its values override the arguments).
       lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn:
         as in torch (``max_eval`` defaults to ``max_iter * 5 // 4``; ``line_search_fn`` is
         None or ``"strong_wolfe"``).
@@ -90,15 +108,17 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
             zip(_NAMES, (lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn))
         )
         _check_group(group)
+        self.defaults = dict(group)
         if isinstance(params, dict):
             raise TypeError("params: expected a list of arrays, got a dict")
+        params, own = _one_group(given_params(params))
+        if own:  # (torch's one group: its values override the constructor's, max_eval's default kept)
+            group.update(own)
+            _check_group(group, "params[0]")
         params = given_params(params)
         given, params = given_list(params), _backend.as_list(params, "params")
         if not params:
             raise ValueError("params: optimizer got an empty parameter list")
-        if isinstance(params[0], dict):
-            raise ValueError("params: LBFGS doesn't support per-parameter options (parameter groups)")
-        self.defaults = dict(group)
         mod = _backend.backend(("params", params))
         for i, p in enumerate(params):
             _backend.check_written(p, params[0].dtype, f"params[{i}]")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,9 @@ class SAM(NativeByName):
     """
 
     _dtype = None  # the params' dtype (set by the constructor)
-    _disjoint_seen: list | tuple = ()  # the params last found to share no memory (_checked_params)
+    _disjoint_seen: list | tuple = ()  # the params whose byte spans _param_spans holds (_spans)
+    _param_spans: list | tuple = ()
+    _param_roots: set | frozenset = frozenset()  # id() of the objects owning their memory (_root)
 
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12, adaptive: bool = False):
         if not hasattr(base, "param_groups") or not callable(getattr(base, "step", None)):
@@ -90,16 +93,16 @@ class SAM(NativeByName):
         ps = self._all_params()
         if len({(p.dtype, _backend.is_cupy(p)) for p in ps}) > 1:
             raise TypeError("base: SAM needs all params on one backend with one dtype")
-        if ps and ps[0].dtype not in (np.float32, np.float64):
-            # (a master_weights base's half params: every step ran the closure, then sam_perturb_
-            # refused them naming params[0], an argument SAM does not have)
-            raise TypeError(f"base: SAM's ascent step takes float32 or float64 params, got {ps[0].dtype}")
-        self._mod = _backend.backend(("params", ps))
+        if ps:
+            _check_ascent_dtype(ps[0].dtype, "base")
+        # (None, None: a base whose groups hold no params yet; the first ones its add_param_group
+        # takes set them, _checked_params)
+        self._mod: Any = _backend.backend(("params", ps)) if ps else None
         self._dtype = ps[0].dtype if ps else None
         self._backups: list | None = None
         self._moved: list = []  # the indices of the params the ascent step moved
         self._perturbed = False
-        self._norm_buf = None
+        self._norm_buf: Any = None
 
     @property
     def param_groups(self):
@@ -121,32 +124,65 @@ class SAM(NativeByName):
         ``params[1]``, an argument SAM does not have. (A NumPy param's flags are read at once,
         ~0.5 us; the byte spans, ~7 us a param, only when the list holds other arrays than at the
         last check: an array's memory does not change.)"""
-        ps, dt = [], self._dtype
-        if dt is None:  # (a SAM unpickled from before it was kept: its first param's, as checked then)
-            dt = self.base.param_groups[0]["params"][0].dtype
+        ps: list = []
+        dt = self._dtype
+        if dt is None:
+            # the first param's: a base made with no params (its groups filled later by add_param_group;
+            # param_groups[0]['params'][0] was read here, a bare IndexError at every step) or a SAM
+            # unpickled from before the dtype was kept. No params at all: nothing to check or move.
+            groups = self.base.param_groups
+            first = next(((gi, i) for gi, g in enumerate(groups) for i in range(len(g["params"]))), None)
+            if first is None:
+                return ps
+            dt = groups[first[0]]["params"][first[1]].dtype
+            _check_ascent_dtype(dt, _param_name(*first[:2]))
         for gi, group in enumerate(self.base.param_groups):
             for i, p in enumerate(group["params"]):
                 f = p.flags
                 if not (type(p) is np.ndarray and p.dtype == dt and f.c_contiguous and f.writeable and f.aligned):
                     _backend.check_written(p, dt, _param_name(gi, i))  # (raises, or passes a CuPy array)
                 ps.append(p)
+        self._spans(ps)
+        if self._dtype is None or self._mod is None:  # (every param checked: the kind SAM moves from now on)
+            self._dtype, self._mod = dt, _backend.backend(("params", ps))
+        return ps
+
+    def _spans(self, ps: list) -> list | tuple:
+        """The params' ``(first byte, end, name)`` spans (the params ``ps``, as ``_all_params()`` lists
+        them), found disjoint (else ValueError naming two); made again only when the list holds other
+        arrays than at the last call: an array's memory does not change."""
         seen = self._disjoint_seen
         if len(seen) != len(ps) or any(a is not b for a, b in zip(seen, ps)):
             named = []
             for gi, group in enumerate(self.base.param_groups):
                 named += [(*byte_span(p), _param_name(gi, i)) for i, p in enumerate(group["params"]) if p.nbytes]
-            _backend.check_disjoint(named)
-            self._disjoint_seen = ps
-        return ps
+            _backend.check_disjoint(named)  # (kept only once found disjoint)
+            self._param_spans, self._disjoint_seen = named, ps
+            self._param_roots = {id(_root(p)) for p in ps}
+        return self._param_spans
 
     def _check_grads(self, grads, name="grads") -> list:
         # (None: a param without a gradient)
-        grads = _backend.check_list_like(_backend.as_list(grads, name), self._all_params(), name, none=True)
+        ps = self._all_params()
+        grads = _backend.check_list_like(_backend.as_list(grads, name), ps, name, none=True)
+        spans, roots, read = self._spans(ps), self._param_roots, []
         for i, g in enumerate(grads):
+            if g is None:
+                continue
+            a = _backend.as_array(g, f"{name}[{i}]")
             # the ascent step's native call and the wrapped optimizer's step take C-contiguous arrays:
             # refused here, naming `name` (step's "closure: grads"), where they named their own "grads[i]"
-            if g is not None and not _backend.as_array(g, f"{name}[{i}]").flags.c_contiguous:
+            if not a.flags.c_contiguous:
                 raise ValueError(f"{name}[{i}]: array must be C-contiguous")
+            # (a NumPy array over memory no param views -- a fresh gradient -- is not spanned: a byte span
+            # costs ~2 us an array; others, foreign arrays' views included, are)
+            if a.nbytes and (a is not g or type(a) is not np.ndarray or id(_root(a)) in roots):
+                read.append((*byte_span(a), f"{name}[{i}]"))
+        # a gradient in a param's memory (a closure of |w|^2 / 2 returning w): the ascent kernel refused
+        # it naming its own "grads[0]" and "params[0]", and second_step wrote w back through it before
+        # the wrapped optimizer's step refused it; named here, before anything is written
+        if read:
+            _backend.check_disjoint(spans, read)
         return grads
 
     def first_step(self, grads) -> None:
@@ -174,6 +210,9 @@ class SAM(NativeByName):
         ``ps``: the params as ``_prechecks`` returned them (else it runs here)."""
         ps = self._prechecks() if ps is None else ps
         grads = self._check_grads(grads, name)
+        if not ps:  # (a base with no params: the ascent point is w, ||g|| of no gradient 0)
+            self._moved, self._perturbed, self._norm_buf = [], True, np.zeros(1)
+            return grads
         xp = _backend.array_module(ps[0])
         if (
             self._backups is None
@@ -242,7 +281,8 @@ class SAM(NativeByName):
 
     def _restore(self) -> None:
         """The params the ascent step moved back to the very bits of ``w``."""
-        self._mod.sam_restore_(*_pick(self._moved, self._all_params(), self._backups))
+        if self._moved:
+            self._mod.sam_restore_(*_pick(self._moved, self._all_params(), self._backups))
         self._bump()
         self._perturbed = False
 
@@ -320,6 +360,22 @@ def _all_finite(grads: list) -> bool:
         return True
     xp = _backend.array_module(gs[0])
     return bool(xp.stack([xp.isfinite(g).all() for g in gs]).all())
+
+
+def _check_ascent_dtype(dt, name: str) -> None:
+    """TypeError naming ``name`` unless the ascent kernels (``sam_perturb_`` / ``sam_restore_``, float32 /
+    float64) take params of dtype ``dt``. (A master_weights base's half params: every step ran the
+    closure, then sam_perturb_ refused them naming params[0], an argument SAM does not have.)"""
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{name}: SAM's ascent step takes float32 or float64 params, got {dt}")
+
+
+def _root(a):
+    """The object at the end of ``a``'s ``base`` chain: the array (or buffer) owning its memory.
+    Arrays over one memory have one root, unless made over it separately (``np.frombuffer``)."""
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
 
 
 def _param_name(group: int, i: int) -> str:
