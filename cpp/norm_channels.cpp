@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -253,6 +254,10 @@ void forward_impl(HostArgs& args, py::handle x_h, py::handle mean_h, py::handle 
   const ChannelScaling<T> scaling(k.mean, k.rstd, sh.S == 1 ? sh.C : 0, lop);
   k.ns = scaling.data();
   k.lo = lop;
+  // eval (fixed statistics): torch's folded form (rules::eval_fold)
+  std::optional<EvalFolds<T>> folds;
+  if (!ra.training) folds.emplace(k.mean, k.rstd, k.w, k.b, sh.C);
+  k.fold = folds ? &*folds : nullptr;
   const int64_t n = sh.S == 1 ? sh.N : sh.N * sh.C;
   if constexpr (kHalf) {  // (the kernel writes a buffer: no streamed stores)
     const HalfIO h{x, nullptr, y, bf16};

@@ -187,6 +187,24 @@ template <class T, class P = const T*> struct GradSumKernel {
   }
 };
 
+// Eval mode's per-channel (alpha, beta) (rules::eval_fold of the running statistics and γ, β), and
+// the channels that keep (x - mean) r γ + β (plain: far from 0, or an overflowed fold;
+// rules::eval_fold_used).
+template <class T> struct EvalFolds {
+  std::vector<T> alpha, beta;
+  std::vector<char> plain;
+  bool any_plain = false;
+  EvalFolds(const T* mean, const T* r, const T* w, const T* b, int64_t C)
+      : alpha(size_t(C)), beta(size_t(C)), plain(size_t(C)) {
+    for (int64_t c = 0; c < C; ++c) {
+      const auto f = rules::eval_fold(mean[c], r[c], w[c], b[c]);
+      alpha[size_t(c)] = f.alpha, beta[size_t(c)] = f.beta;
+      plain[size_t(c)] = !rules::eval_fold_used(mean[c], r[c], f);
+      any_plain |= plain[size_t(c)] != 0;
+    }
+  }
+};
+
 // y = γ x̂ + β for row n (S = 1) or run (n, c) = t (S > 1).
 template <class T, class P = const T*, class Q = T*> struct ApplyKernel {
   P x;
@@ -196,9 +214,11 @@ template <class T, class P = const T*, class Q = T*> struct ApplyKernel {
   bool stream;  // non-temporal stores of y (large outputs)
   const T* ns;  // S = 1: ChannelScaling's data, or null
   const T* lo;  // S > 1: the channels' mean low parts (rules::mean_lo), or null
+  const EvalFolds<T>* fold;  // eval mode (fixed statistics): torch's folded form, or null
   Region region(int64_t t) const { return row_region(sh, t); }
   void bind(P x_, P, Q y_) { x = x_, y = y_; }
   OK_INLINE void operator()(int64_t t) const {
+    if (fold) return folded(t);
     if (sh.S == 1) {
       const T* OK_RESTRICT xn = x + t * sh.C;
       if (ns) {  // (rare: a channel whose x - mean may overflow, or far from 0)
@@ -219,6 +239,37 @@ template <class T, class P = const T*, class Q = T*> struct ApplyKernel {
       write_row(y + t * sh.S, sh.S, stream,
                 [&](int64_t i) OK_INLINE_LAMBDA { return rules::affine(rules::normalize(xn[i], nz), wc, bc); });
     });
+  }
+
+  // y = fma(x, alpha, beta) (rules::eval_fold); a plain channel (EvalFolds), the plain form.
+  OK_INLINE void folded(int64_t t) const {
+    const T *alpha = fold->alpha.data(), *beta = fold->beta.data();
+    if (sh.S == 1) {
+      const T* OK_RESTRICT xn = x + t * sh.C;
+      if (!fold->any_plain) {
+        write_row(y + t * sh.C, sh.C, stream,
+                  [&](int64_t c) OK_INLINE_LAMBDA { return rules::eval_apply(xn[c], alpha[c], beta[c]); });
+        return;
+      }
+      write_row(y + t * sh.C, sh.C, stream, [&](int64_t c) OK_INLINE_LAMBDA {
+        if (!fold->plain[size_t(c)]) return rules::eval_apply(xn[c], alpha[c], beta[c]);
+        const T xh = ns ? channel_xhat(xn[c], ns, sh.C, c) : rules::normalize(xn[c], mean[c], rstd[c]);
+        return rules::affine(xh, w[c], b[c]);
+      });
+      return;
+    }
+    const int64_t c = t % sh.C;
+    if (fold->plain[size_t(c)]) {
+      const T wc = w[c], bc = b[c];
+      const T* OK_RESTRICT xn = x + t * sh.S;
+      return with_normalizer(mean[c], rstd[c], [&](const auto& nz) OK_INLINE_LAMBDA {
+        write_row(y + t * sh.S, sh.S, stream,
+                  [&](int64_t i) OK_INLINE_LAMBDA { return rules::affine(rules::normalize(xn[i], nz), wc, bc); });
+      });
+    }
+    const T a = alpha[c], bt = beta[c];
+    const T* OK_RESTRICT xn = x + t * sh.S;
+    write_row(y + t * sh.S, sh.S, stream, [&](int64_t i) OK_INLINE_LAMBDA { return rules::eval_apply(xn[i], a, bt); });
   }
 };
 

@@ -13,14 +13,23 @@ namespace optkern {
 namespace {
 using namespace normgpu;
 
-// lo: the channels' mean low parts (null in eval mode: x̂ around the running mean as given).
+// lo: the channels' mean low parts (null in eval mode: x̂ around the running mean as given). Eval
+// (training false): torch's folded alpha x + beta where rules::eval_fold_used (the
+// CPU's EvalFolds), formed per element here (memory-bound: the few flops cost nothing).
 template <class T, class A>
 __global__ void channel_apply_kernel(const T* __restrict__ x, const A* __restrict__ mean, const A* __restrict__ rstd,
                                      const A* __restrict__ lo, const T* __restrict__ w, const T* __restrict__ b,
-                                     T* __restrict__ y, int64_t n, int64_t C, int64_t S) {
+                                     T* __restrict__ y, int64_t n, int64_t C, int64_t S, bool training) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = (S == 1 ? i : i / S) % C;
     const A wc = w ? A(load(w, c)) : A(1), bc = b ? A(load(b, c)) : A(0);
+    if (!training) {
+      const auto f = rules::eval_fold(mean[c], rstd[c], wc, bc);
+      if (rules::eval_fold_used(mean[c], rstd[c], f)) {
+        store(y, i, rules::eval_apply(A(load(x, i)), f.alpha, f.beta));
+        continue;
+      }
+    }
     store(y, i, rules::affine(rules::normalize_safe(A(load(x, i)), mean[c], lo ? lo[c] : A(0), rstd[c]), wc, bc));
   }
 }
@@ -164,7 +173,7 @@ void channel_norm_forward(py::handle x, py::handle mean, py::handle rstd, py::ob
     const A* tlo = channel_lows(tx, tm, tr, reinterpret_cast<const A*>(lp), N, C, S, training, buf, s);
     channel_apply_kernel<T, A><<<grid_for(n, kThreads), kThreads, 0, s>>>(
         tx, tm, tr, tlo, reinterpret_cast<const T*>(wp),
-        reinterpret_cast<const T*>(bp), reinterpret_cast<T*>(yp), n, C, S);
+        reinterpret_cast<const T*>(bp), reinterpret_cast<T*>(yp), n, C, S, training);
   });
   check_launch("channel_norm_forward");
 }

@@ -19,6 +19,7 @@ from optkern import norm
 cp, _ = require_gpu()
 
 from test_cuda_norm import _bf16_ok  # noqa: E402 (after the skip: it needs CuPy)
+from ulps import ulps_of_f32  # noqa: E402
 
 EPS = 1e-5
 SIZES = [1, 7, 1023, 4097, 65536]
@@ -44,18 +45,11 @@ def reference(x64, axes):
     return mean, 1.0 / np.sqrt(var + float(np.float32(EPS)))
 
 
-def ulps(got, want):
-    """|got - want| in float32 ulps of want."""
-    got = np.asarray(got, np.float64).reshape(-1)
-    want = np.asarray(want, np.float64).reshape(-1)
-    return np.abs(got - want) / np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
-
-
 def check(saved, x64, axes, what):
     mean, rstd = reference(x64, axes)
     got_m, got_r = cp.asnumpy(saved.mean), cp.asnumpy(saved.rstd)
     assert got_m.dtype == np.float32 and got_r.dtype == np.float32, what
-    um, ur = ulps(got_m, mean).max(), ulps(got_r, rstd).max()
+    um, ur = ulps_of_f32(got_m, mean).max(), ulps_of_f32(got_r, rstd).max()
     # mean and rstd rounded once from values accurate far below float32's precision: <= 0.5 ulp
     # (a margin for the double sums' own rounding); the float32 Welford update: up to 91,047.
     assert um <= 0.55 and ur <= 0.55, f"{what}: mean {um:.3g} ulps, rstd {ur:.3g} ulps"

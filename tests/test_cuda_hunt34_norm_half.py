@@ -21,6 +21,7 @@ try:
 except Exception as e:  # pragma: no cover - driver problems
     pytest.skip(f"CUDA unavailable: {e}", allow_module_level=True)
 from gpu import half_dtypes  # noqa: E402
+from ulps import spacing_lowp  # noqa: E402
 
 LOW = half_dtypes(cp)
 IDS = [d.name for d in LOW]
@@ -37,12 +38,6 @@ def _host(g, dt):
     return cp.asnumpy(g.astype(cp.float32)).astype(dt) if g.dtype.itemsize == 2 else cp.asnumpy(g)
 
 
-def _ulp(v, dt):
-    mant, emin = (10, -14) if dt == np.float16 else (7, -126)
-    a = np.abs(np.asarray(v, np.float64))
-    return 2.0 ** (np.maximum(np.floor(np.log2(np.where(a > 0, a, 1.0))), emin) - mant)
-
-
 def _agree(name, cpu, gpu, dt):
     if cpu is None:
         assert gpu is None, name
@@ -54,7 +49,7 @@ def _agree(name, cpu, gpu, dt):
         np.testing.assert_allclose(g, c, rtol=2e-6, atol=1e-7, err_msg=name)
         return
     scale = np.max(np.abs(c), initial=0.0)
-    bad = np.abs(g - c) > _ulp(c, dt) + F32_ERR * scale
+    bad = np.abs(g - c) > spacing_lowp(c, dt) + F32_ERR * scale
     assert not bad.any(), f"{name}: {bad.sum()} of {bad.size} more than an ulp apart"
 
 

@@ -13,12 +13,9 @@ import pytest
 
 from gpu import require_gpu
 from optkern import norm
+from ulps import bits_apart_f32
 
 cp, _cuda = require_gpu()
-
-
-def _ulps(a, b):
-    return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
 
 
 @pytest.mark.parametrize("M", [7, 33, 1023])
@@ -31,7 +28,7 @@ def test_inv_rms_rounded_once_on_gpu(M):
     xd = x.astype(np.float64)
     e = float(np.finfo(np.float32).eps)
     want = (1.0 / np.sqrt((xd * xd).sum(axis=1) / M + e)).astype(np.float32)
-    d = _ulps(got, want)
+    d = bits_apart_f32(got, want)
     assert d.max() <= 1
     assert np.count_nonzero(d) < 0.12 * d.size
-    assert _ulps(got, sc.inv_rms).max() <= 1
+    assert bits_apart_f32(got, sc.inv_rms).max() <= 1

@@ -14,14 +14,9 @@ import numpy as np
 import pytest
 
 from optkern import norm
+from ulps import ulps_of_f32
 
 EPS = 1e-5
-
-
-def _ulps(got, ref):
-    """|got - ref| in ulps of ref rounded to float32."""
-    ref = np.asarray(ref, np.float64)
-    return np.abs(np.asarray(got, np.float64) - ref) / np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
 
 
 def _rstd_ref(x64, axes):
@@ -54,7 +49,7 @@ def test_float32_rstd_of_rows_of_two_values(a, b, M):
     for kind, (rstd, ref) in _rstds(x).items():
         a32, b32 = float(np.float32(a)), float(np.float32(b))
         np.testing.assert_allclose(ref, 1 / np.sqrt(((a32 - b32) / 2) ** 2 + EPS), rtol=1e-15)
-        assert _ulps(rstd, ref).max() <= 1, (kind, _ulps(rstd, ref).max())
+        assert ulps_of_f32(rstd, ref).max() <= 1, (kind, ulps_of_f32(rstd, ref).max())
 
 
 @pytest.mark.parametrize("offset, spread", [(0.0, 1.0), (1e4, 1.0), (1e4, 0.01), (-3.0, 2.0), (0.5, 1e-4)])
@@ -63,7 +58,7 @@ def test_float32_rstd_of_random_rows_within_an_ulp(offset, spread, M):
     rng = np.random.default_rng(7)
     x = (offset + spread * rng.standard_normal((16, M))).astype(np.float32)
     for kind, (rstd, ref) in _rstds(x).items():
-        assert _ulps(rstd, ref).max() <= 1, (kind, _ulps(rstd, ref).max())
+        assert ulps_of_f32(rstd, ref).max() <= 1, (kind, ulps_of_f32(rstd, ref).max())
 
 
 # Batch norm of (N, C): the squared deviations of each channel were one float32 sum down its up to
@@ -78,7 +73,7 @@ def test_float32_batch_norm_rstd_of_columns_of_two_values(a, b, N):
     x[0::2], x[1::2] = a, b
     _, s = norm.batch_norm(x, training=True, eps=EPS)
     ref = _rstd_ref(x.astype(np.float64), 0)
-    assert _ulps(s.rstd, ref).max() <= 1, _ulps(s.rstd, ref).max()
+    assert ulps_of_f32(s.rstd, ref).max() <= 1, ulps_of_f32(s.rstd, ref).max()
 
 
 @pytest.mark.parametrize("offset, spread", [(0.0, 1.0), (1e4, 1.0), (1e4, 0.01), (-3.0, 2.0)])
@@ -87,4 +82,4 @@ def test_float32_batch_norm_rstd_of_random_columns_within_an_ulp(offset, spread)
     x = (offset + spread * rng.standard_normal((40000, 5))).astype(np.float32)
     _, s = norm.batch_norm(x, training=True, eps=EPS)
     ref = _rstd_ref(x.astype(np.float64), 0)
-    assert _ulps(s.rstd, ref).max() <= 1, _ulps(s.rstd, ref).max()
+    assert ulps_of_f32(s.rstd, ref).max() <= 1, ulps_of_f32(s.rstd, ref).max()

@@ -15,6 +15,7 @@ import pytest
 
 import reference_norm as ref
 from optkern import norm
+from ulps import spacing_lowp
 
 ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 host arrays are ml_dtypes arrays")
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -24,20 +25,12 @@ EPS = 1e-5
 F32_ERR = 64 * 2.0**-24  # float32 arithmetic on a few dozen operations, relative to the terms
 
 
-def _ulp(v, dt):
-    """The spacing of dt's values at |v| (float64 in, float64 out); subnormals kept."""
-    mant, emin = (10, -14) if dt == np.float16 else (7, -126)
-    a = np.abs(np.asarray(v, np.float64))
-    e = np.maximum(np.floor(np.log2(np.where(a > 0, a, 1.0))), emin)
-    return 2.0 ** (e - mant)
-
-
 def _close(name, got, want, dt, scale):
     """got (dtype dt) within one ulp of dt at want plus F32_ERR * scale (an array or a number)."""
     assert got.dtype == dt, f"{name}: dtype {got.dtype}"
     want = np.asarray(want, np.float64).reshape(got.shape)
     err = np.abs(got.astype(np.float64) - want)
-    allow = _ulp(want, dt) + F32_ERR * np.asarray(scale, np.float64)
+    allow = spacing_lowp(want, dt) + F32_ERR * np.asarray(scale, np.float64)
     bad = err > allow
     assert not bad.any(), f"{name}: {bad.sum()} of {bad.size} off, worst {np.max(err - allow)} past the bound"
 
@@ -245,7 +238,7 @@ def test_against_torch(dt, kind):
         # off the float64 result for float16, where ours is within half an ulp): ours must be no
         # farther from float64 than torch's, and within an ulp of it
         want = ref.batch_norm(_f64(x), _f64(w), _f64(b), EPS)[0]
-        ulps = _ulp(want, dt)
+        ulps = spacing_lowp(want, dt)
         err_ours, err_torch = np.abs(_f64(ours) - want) / ulps, np.abs(_f64(theirs) - want) / ulps
         assert err_ours.max() <= 1.0 and err_ours.max() <= max(err_torch.max(), 0.5)
         return

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from mpi_cases import run_case, run_here
+from ulps import spacing_lowp
 
 CASE_TIMEOUT = 90
 
@@ -27,13 +28,6 @@ CASE_TIMEOUT = 90
 def test_weighted_half_sum_is_float32_rounded_once(n):
     pytest.importorskip("mpi4py")
     run_case(__file__, "weighted_half", n, timeout=CASE_TIMEOUT)
-
-
-def _ulp(v, dt):
-    mant, emin = (10, -14) if dt == np.float16 else (7, -126)
-    a = np.abs(np.asarray(v, np.float64))
-    e = np.maximum(np.floor(np.log2(np.where(a > 0, a, 1.0))), emin)
-    return 2.0 ** (e - mant)
 
 
 # ---- cases (run under mpiexec) ------------------------------------------------------------------
@@ -59,7 +53,7 @@ def case_weighted_half(comm) -> None:
         weights = np.array(comm.allgather_object(w))
         want = weights @ every  # float64
         scale = np.abs(weights) @ np.abs(every)
-        allow = 0.5 * _ulp(want, dt) + 8 * 2.0**-24 * scale
+        allow = 0.5 * spacing_lowp(want, dt) + 8 * 2.0**-24 * scale
         for ordered in (True, False):
             c = Communicator(comm.mpi, backend="mpi", ordered=ordered)
             for name, direct_kb in (("packed", float("inf")), ("direct", 1e-3)):

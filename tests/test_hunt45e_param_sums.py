@@ -16,14 +16,9 @@ import pytest
 
 from optkern import norm
 from optkern.norm import functional as F
+from ulps import ulps_in_f32
 
 f32, f64 = np.float32, np.float64
-
-
-def _ulps(a, b):
-    """|a - b| in float32 ulps of b (elementwise, as float64)."""
-    a, b = np.asarray(a, f32), np.asarray(b, f32)
-    return np.abs(a.astype(f64) - b.astype(f64)) / np.spacing(np.abs(b)).astype(f64)
 
 
 def test_group_norm_dbeta_is_the_rounded_exact_sum():
@@ -33,7 +28,7 @@ def test_group_norm_dbeta_is_the_rounded_exact_sum():
     _, sv = F.group_norm(x, 4, None, None, 1e-5)
     _, _, db = F.group_norm_backward(dy, x, None, sv)
     exact = dy.sum((0, 2), dtype=f64).astype(f32)
-    assert _ulps(db, exact).max() == 0, _ulps(db, exact)
+    assert ulps_in_f32(db, exact).max() == 0, ulps_in_f32(db, exact)
 
 
 def test_layer_norm_param_grads_are_the_rounded_exact_sums():
@@ -43,7 +38,7 @@ def test_layer_norm_param_grads_are_the_rounded_exact_sums():
     _, sv = F.layer_norm(x, (64,), None, None, 1e-5)
     _, dw, db = F.layer_norm_backward(dy, x, None, sv)
     xh = ((x - sv.mean[:, None]) * sv.rstd[:, None]).astype(f32)
-    assert _ulps(db, dy.sum(0, dtype=f64).astype(f32)).max() == 0
+    assert ulps_in_f32(db, dy.sum(0, dtype=f64).astype(f32)).max() == 0
     # Σ dy x̂ cancels (Σ x̂ = 0 down each column): what the float blocks of 8 rows leave is measured
     # against Σ |dy x̂| (before: 1.5e-8, float32 partials of 64 rows, then of the 64 blocks; now 3.4e-9)
     t = (dy * xh).astype(f32)
@@ -85,4 +80,4 @@ def test_scaled_redo_of_dgamma_sums_in_double(kind):
         assert not np.isfinite((dyc * xh).astype(f32)).all()  # (the plain sum overflows)
     ref = _scaled_ref(dyc, xh)
     assert np.isfinite(ref).all() and np.isfinite(dw).all(), (dw, ref)
-    assert _ulps(dw, ref).max() == 0, (dw, ref, _ulps(dw, ref))
+    assert ulps_in_f32(dw, ref).max() == 0, (dw, ref, ulps_in_f32(dw, ref))

@@ -12,10 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import optkern.norm as N
-
-
-def _ulps(a, b):
-    return np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
+from ulps import bits_apart_f32
 
 
 @pytest.mark.parametrize("M", [7, 33, 1023])
@@ -27,7 +24,7 @@ def test_inv_rms_within_an_ulp_of_rounded_once(M, eps):
     e = float(np.finfo(np.float32).eps if eps is None else np.float32(eps))  # (the kernel's: eps in float32)
     xd = x.astype(np.float64)
     want = (1.0 / np.sqrt((xd * xd).sum(axis=1) / M + e)).astype(np.float32)
-    d = _ulps(saved.inv_rms, want)
+    d = bits_apart_f32(saved.inv_rms, want)
     assert d.max() <= 1
     assert np.count_nonzero(d) < 0.12 * d.size  # (the float32 formula: ~33%)
 

@@ -320,7 +320,7 @@ def instance_norm(
         _row_forward(mod, x, weight, bias, y, mean, rstd, N * C, C, 1, S, eps)
     else:
         w, b = (None if p is None else xp.tile(p, N) for p in (weight, bias))
-        mod.channel_norm_forward(x, mean, rstd, w, b, y, 1, N * C, S)
+        mod.channel_norm_forward(x, mean, rstd, w, b, y, 1, N * C, S, training=True)  # (batch statistics)
     # the batch averages (torch's running update of the view, averaged over the N instances), summed in
     # float64 and rounded once
     batch_mean, batch_var = (_instance_average(a).astype(sdt) for a in (mean, var))

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .._backend import in_range, nonnegative, positive
-from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native
+from ._hyper import (  # (in_range ...: a float16 NumPy scalar refused)
+    _check_params_dtype,
+    _flag,
+    _lists,
+    _namer,
+    _native,
+    in_range,
+    nonnegative,
+    positive,
+)
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 

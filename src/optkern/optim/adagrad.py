@@ -9,9 +9,18 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _backend
-from .._backend import nonnegative, positive
 from . import _lowp_norm, _state_checks
-from ._hyper import _check_params_dtype, _check_rate_bound, _flag, _lists, _namer, _native, _step_count
+from ._hyper import (  # (in_range ...: a float16 NumPy scalar refused)
+    _check_params_dtype,
+    _check_rate_bound,
+    _flag,
+    _lists,
+    _namer,
+    _native,
+    _step_count,
+    nonnegative,
+    positive,
+)
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 from .sgd import SGDHyper, _sgd_call

@@ -8,9 +8,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._backend import in_range, nonnegative, positive
 from .._serial import serialized
-from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
+from ._hyper import (  # (in_range ...: a float16 NumPy scalar refused)
+    _check_params_dtype,
+    _flag,
+    _lists,
+    _namer,
+    _native,
+    _step_count,
+    in_range,
+    nonnegative,
+    positive,
+)
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .optimizer import Optimizer
 

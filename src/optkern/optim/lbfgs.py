@@ -22,6 +22,7 @@ from .._pickling import NativeByName
 from .._serial import serialized
 from . import _closure, _lbfgs_state, _line_search
 from ._given import GivenTensorsMixin, _bump_torch_versions, given_list, given_params
+from ._hyper import nonnegative
 from ._lbfgs_history import LBFGSHistory
 
 _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn")
@@ -30,7 +31,7 @@ _NAMES = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "h
 def _check_group(g: dict, where: str = "") -> tuple:
     """The group's hyper-parameters, checked; errors name them (inside ``where``, a state dict's group)."""
     n = (lambda k: f"{where}[{k!r}]") if where else (lambda k: k)
-    lr = _backend.nonnegative(n("lr"), g["lr"])
+    lr = nonnegative(n("lr"), g["lr"])  # (_hyper's: a float16 NumPy lr refused)
     # (the limits and the history size at most 2**63 - 1: the native calls count the history in int64,
     # torch's checkpoints hold int64; 2**70 was stored, and its state_dict padded al towards it)
     top = _backend.INT64_MAX

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .._backend import in_range, nonnegative
 from . import _capturable, _state_checks
-from ._hyper import _check_params_dtype, _flag, _lists, _namer, _native, _step_count
+from ._hyper import (  # (in_range ...: a float16 NumPy scalar refused)
+    _check_params_dtype,
+    _flag,
+    _lists,
+    _namer,
+    _native,
+    _step_count,
+    in_range,
+    nonnegative,
+)
 from ._lowp import LowPrecisionMixin, lowp_keywords
 from .adam import _BETA_KEYWORDS, _check_adam
 from .optimizer import Optimizer

@@ -213,6 +213,32 @@ template <class A> OK_HD A normalize_safe(A x, A mean, A lo, A r) {
 
 template <class A> OK_HD A affine(A xhat, A w, A b) { return fma_t(xhat, w, b); }
 
+// ---- Eval mode: fixed statistics folded into y = alpha x + beta -------------------
+// torch's CPU eval batch norm (batch_norm_cpu_collect_linear_and_constant_terms, then its apply loop)
+// folds (x - mean) r γ + β per channel into alpha = r γ and beta = β - mean alpha, both in the
+// statistics' dtype, and y = x alpha + beta; its build contracts both multiply-adds into fmas
+// (measured: float32 and float64, (N, C) and (N, C, H, W), every output bit-equal only so;
+// tests/test_hunt55d_bn_eval_fold.py). The plain form (x - mean) r then γ x̂ + β was 1 ulp off torch
+// in ~40% of float32 outputs where mean != 0 or γ != 1. (mean 0, γ 1, β 0 gives round(x r) either
+// way.) Not for training: batch statistics keep the mean's low part (mean_lo) and x̂ on its own.
+template <class A> struct EvalFold {
+  A alpha, beta;
+};
+template <class A> OK_HD EvalFold<A> eval_fold(A mean, A r, A w, A b) {
+  const A alpha = r * w;  // (rounded on its own, as torch stores it)
+  return {alpha, fma_t(-mean, alpha, b)};
+}
+// Where the fold is used. beta's rounding, half an ulp of mean alpha, is an error of |mean| r / 2
+// ulps of γ in y, which x alpha cancels back out of beta: within |mean| r <= 8 (a running mean up to
+// 8 running σ from 0) y stays within about an ulp at |x̂| = 4 of the float64 normalization, as the
+// plain form's; farther out torch's y loses more (float32 channels of 1e7 + N(0, 1): 0.38
+// absolute, 8e5 ulps; tests/test_hunt47a_eval_far.py), so those channels keep the plain form, as do
+// folds that overflowed (torch's y inf / NaN there) and NaN statistics.
+template <class A> OK_HD bool eval_fold_used(A mean, A r, const EvalFold<A>& f) {
+  return (mean < A(0) ? -mean : mean) * r <= A(8) && finite_(f.alpha) && finite_(f.beta);
+}
+template <class A> OK_HD A eval_apply(A x, A alpha, A beta) { return fma_t(x, alpha, beta); }
+
 // dx of one element from the row (or channel) means of g and g ∘ x̂, given g (the R-operator's terms);
 // its one multiply-add explicit (rules/rounding.hpp).
 template <class A> OK_HD A norm_dx(A g, A xhat, A r, A mean_g, A mean_gxhat) {
