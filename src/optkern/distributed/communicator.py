@@ -38,11 +38,9 @@ from .transport import _OPS, Transport, mpi
 class Communicator(Transport):
     """Collectives over an MPI communicator, on NumPy or CuPy arrays.
 
-    Any array optkern views zero-copy is taken too (DESIGN §3: a torch tensor, a DLPack or
-    ``__cuda_array_interface__`` exporter): the collective moves its NumPy / CuPy view
-    (``_backend.as_array``), so an in-place result (``allreduce``, ``bcast``, an ``out``) is written
-    in the caller's own memory and the caller's object is returned. As for NumPy arrays, a
-    non-C-contiguous one (a transposed tensor) or a read-only export is refused naming it.
+    Torch tensors and other DLPack exporters (DESIGN §3) are moved through their zero-copy view: an
+    in-place result is written in the caller's memory and the caller's object returned; as for NumPy
+    arrays, a non-C-contiguous one or a read-only export is refused naming it.
 
     Args:
       comm: an ``mpi4py.MPI.Comm`` (default ``COMM_WORLD``) or another Communicator.
