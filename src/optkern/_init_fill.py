@@ -12,7 +12,16 @@ import warnings
 import numpy as np
 
 from . import _backend
-from ._init_random import _checked, _distinct_elements, _draw, _fill_normal_, _representable, _target, make_rng
+from ._init_random import (
+    _checked,
+    _distinct_elements,
+    _draw,
+    _fill_normal_,
+    _in_place,
+    _representable,
+    _target,
+    make_rng,
+)
 
 # ---- the inverse of the standard normal CDF ---------------------------------------------------
 # NumPy has no erfinv / ndtri (scipy is not a dependency): Acklam's rational approximation
@@ -130,6 +139,7 @@ def trunc_normal_(w, mean=0.0, std=1.0, a=-2.0, b=2.0, *, rng=None):
     return w
 
 
+@_in_place
 def constant_(w, val):
     """Fill ``w`` with ``val`` (ValueError naming it where the dtype cannot hold it)."""
     _target(w)
@@ -139,6 +149,7 @@ def constant_(w, val):
     return w
 
 
+@_in_place
 def ones_(w):
     """Fill with ones."""
     _target(w)
@@ -146,6 +157,7 @@ def ones_(w):
     return w
 
 
+@_in_place
 def eye_(w):
     """The identity matrix in a 2-D ``w`` (rectangular: ones on the main diagonal), as torch.eye."""
     xp = _target(w)
@@ -159,6 +171,7 @@ def eye_(w):
     return w
 
 
+@_in_place
 def dirac_(w, groups=1):
     """The Dirac delta in a 3-, 4- or 5-D convolution weight ``(out, in, *kernel)``: a convolution
     with it is the identity on the first ``min(out / groups, in)`` channels of each of ``groups``

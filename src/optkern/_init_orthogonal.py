@@ -150,6 +150,7 @@ def lsuv_mlp_(mlp, params, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_star
 
     if not isinstance(mlp, MLP):
         raise TypeError(f"mlp: expected an optkern.nn.MLP, got {type(mlp).__name__}")
+    params = _backend.as_array(params, "params")  # (a torch tensor: its view, written through)
     _target(params, "params")
     if params.ndim != 1 or params.size != mlp.num_params:
         raise ValueError(f"params: expected a flat buffer of {mlp.num_params} values, got shape {tuple(params.shape)}")

@@ -77,7 +77,7 @@ def _target(w, name="w"):
             )
         raise TypeError(f"{name}: expected a floating dtype, got {w.dtype}")
     if isinstance(w, np.ndarray) and not w.flags.writeable:
-        raise ValueError(f"{name}: array is read-only")
+        raise _backend.read_only(name, w)  # (with why, for a view through the unversioned DLPack protocol)
     return _backend.array_module(w)
 
 
@@ -153,8 +153,27 @@ def _fill_uniform_(w, bound, rng, mid=None, ends=None):
     return w
 
 
+def _in_place(fill_):
+    """``fill_`` of a foreign ``w`` (a torch tensor, any DLPack or array-interface exporter) run on
+    its NumPy / CuPy view (``_foreign.as_array``, the one conversion every optkern argument goes
+    through), so the fill writes through to the caller's memory, zero-copy, strided views included
+    (the fills assign ``w[...]``); the caller's own object is returned, as torch.nn.init returns its
+    tensor. A read-only export is refused by ``_target``, naming ``w``. These were refused
+    ("expected a numpy or cupy array, got Tensor") where DESIGN §3 accepts exporters everywhere."""
+
+    @functools.wraps(fill_)
+    def run(w, *args, **kw):
+        if not _foreign.is_foreign(w):
+            return fill_(w, *args, **kw)
+        fill_(_foreign.as_array(w, "w"), *args, **kw)
+        return w
+
+    return run
+
+
 def _checked(fill_):
-    """Validate the target array and ``rng`` before anything (fans, gains) is computed or written."""
+    """Validate the target array and ``rng`` before anything (fans, gains) is computed or written;
+    a foreign ``w`` filled through its view (``_in_place``)."""
 
     @functools.wraps(fill_)
     def run(w, *args, **kw):
@@ -163,4 +182,4 @@ def _checked(fill_):
         _check_rng(kw.get("rng"))
         return fill_(w, *args, **kw)
 
-    return run
+    return _in_place(run)

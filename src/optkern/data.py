@@ -41,7 +41,10 @@ def _batch_size_fn(schedule):
 def _arrays(x, y):
     """``(x, y)`` checked: the constructor's arguments, and the attributes as read (a ``y`` assigned
     longer than ``x`` was paired with its first rows silently, a shorter one failed with NumPy's
-    IndexError from inside an epoch then counted as done)."""
+    IndexError from inside an epoch then counted as done). A torch tensor or another DLPack exporter
+    is read through its NumPy / CuPy view (``_backend.as_array``, zero-copy, as every optkern argument;
+    it was refused): batches are gathered from its memory as NumPy / CuPy arrays."""
+    x, y = (_backend.as_array(a, name) if _backend.is_foreign(a) else a for a, name in ((x, "x"), (y, "y")))
     if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
         raise TypeError(f"x: expected a numpy or cupy array, got {type(x).__name__}")
     if x.ndim < 1:
@@ -67,7 +70,8 @@ def _epoch_seed(seed: int, epoch: int):
 
 
 class BatchLoader(NativeByName):
-    """Epochs of shuffled mini-batches of ``(x, y)`` (NumPy or CuPy arrays).
+    """Epochs of shuffled mini-batches of ``(x, y)`` (NumPy or CuPy arrays; a torch tensor or other
+    DLPack exporter is read through its view, zero-copy, and batched as NumPy / CuPy arrays).
 
     Args:
       x: inputs, first axis = examples.

@@ -1,4 +1,4 @@
-"""Weight initializers (NumPy or CuPy), matching torch.nn.init's formulas.
+"""Weight initializers (NumPy, CuPy, torch tensors, DLPack exporters), matching torch.nn.init's formulas.
 
 Every random initializer comes twice: ``name_(w, ...)`` fills the array ``w`` in
 place and returns it; ``name(shape, ..., dtype=float32, xp=numpy)`` returns
@@ -11,6 +11,11 @@ arrays (numbers drawn on the host, copied over), which makes CPU and GPU
 initializations identical: bit for bit where the draws are only scaled and shifted (the
 normal / uniform families, ``sparse_``), to the device math library's rounding where more
 runs on the device (``orthogonal_``'s QR, ``trunc_normal_``'s inverse CDF: its ``log``).
+
+Every in-place initializer takes, besides NumPy and CuPy arrays, any array optkern views zero-copy
+(DESIGN §3: a torch tensor, a DLPack or ``__cuda_array_interface__`` exporter): it fills that
+array's own memory, strided views included, and returns the caller's object, as torch.nn.init
+returns its tensor; a read-only export is refused naming ``w``.
 
 Fans follow ``torch.nn.init._calculate_fan_in_and_fan_out``: a weight of
 shape ``(out, in, *kernel)`` has ``fan_in = in * prod(kernel)`` and
@@ -40,7 +45,7 @@ from ._init_fill import trunc_normal_ as trunc_normal_
 from ._init_orthogonal import lsuv_ as lsuv_
 from ._init_orthogonal import lsuv_mlp_ as lsuv_mlp_
 from ._init_orthogonal import orthogonal_ as orthogonal_
-from ._init_random import _check_xp, _checked, _fill_normal_, _fill_uniform_, _representable, _target
+from ._init_random import _check_xp, _checked, _fill_normal_, _fill_uniform_, _in_place, _representable, _target
 from ._init_random import make_rng as make_rng
 from .random import _float_dtype, _shape
 
@@ -273,6 +278,7 @@ def geometric_uniform_(w, c=1.0, *, rng=None):
     )
 
 
+@_in_place
 def zeros_(w):
     """Fill with zeros."""
     _target(w)

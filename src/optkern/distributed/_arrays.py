@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend, _foreign
+from .. import _backend
 from .._array_checks import byte_span
 
 
 def _contiguous(x, name: str, any_layout: bool = False):
+    """``x`` as the NumPy / CuPy array the collective moves: itself, or a foreign array's view of
+    its own memory (a torch tensor, a DLPack exporter: ``_backend.as_array``, zero-copy, so a result
+    written into it lands in the caller's memory); TypeError / ValueError naming ``name`` where it
+    is no array, not C-contiguous (unless ``any_layout``) or of elements MPI cannot move."""
     # (a masked array's data moved without its mask, and the result came back through its own
-    # assignment, which skips masked entries: refused as every other optkern argument refuses one)
-    _foreign.refuse_masked(x, name)
+    # assignment, which skips masked entries: refused, by as_array, as every other optkern argument)
+    x = _backend.as_array(x, name)
     if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
         raise TypeError(f"{name}: expected a numpy or cupy array, got {type(x).__name__}")
     if not (any_layout or x.flags.c_contiguous):
@@ -37,7 +41,8 @@ def _movable(x, name: str) -> None:
 
 
 def _writable(x, name: str, any_layout: bool = False):
-    _contiguous(x, name, any_layout)
+    """``_contiguous``'s array, also refused where it is read-only (a read-only export too)."""
+    x = _contiguous(x, name, any_layout)
     if isinstance(x, np.ndarray) and not x.flags.writeable:
         raise _backend.read_only(name, x)
     return x

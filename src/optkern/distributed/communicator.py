@@ -38,6 +38,10 @@ from .transport import _OPS, Transport, mpi
 class Communicator(Transport):
     """Collectives over an MPI communicator, on NumPy or CuPy arrays.
 
+    Torch tensors and other DLPack exporters (DESIGN §3) are moved through their zero-copy view: an
+    in-place result is written in the caller's memory and the caller's object returned; as for NumPy
+    arrays, a non-C-contiguous one or a read-only export is refused naming it.
+
     Args:
       comm: an ``mpi4py.MPI.Comm`` (default ``COMM_WORLD``) or another Communicator.
       backend: ``"mpi"``: every array goes through MPI (CuPy arrays too: CUDA-aware MPI
@@ -166,7 +170,8 @@ class Communicator(Transport):
         return got
 
     def allreduce(self, x, op: str = "sum", *, ordered: bool | None = None, check: bool = True):
-        """Reduce ``x`` over all ranks, in place; returns ``x``.
+        """Reduce ``x`` over all ranks, in place; returns ``x`` (the caller's object: a torch tensor's
+        own memory is reduced, see the class).
 
         ``op``: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"`` (a NaN on any rank is NaN on every
         rank, as NumPy's ``maximum`` / ``minimum`` propagate it; bools: ``sum`` and ``max`` any rank,
@@ -176,26 +181,30 @@ class Communicator(Transport):
         self._live("allreduce")
 
         def args():
-            _writable(x, "x")
-            self._check_op(op, _OPS, x)
+            v = _writable(x, "x")
+            self._check_op(op, _OPS, v)
             if ordered is not None:
                 _backend.flag("ordered", ordered)
             in_order = self.ordered if ordered is None else bool(ordered)
-            return None, (("x", x), ("op", op), ("ordered", in_order))
+            return v, (("x", v), ("op", op), ("ordered", in_order))
 
-        self._agreed("allreduce", check, args)
+        self._allreduce(self._agreed("allreduce", check, args), op, ordered)
+        return x
+
+    def _allreduce(self, x, op: str, ordered) -> None:
+        """:meth:`allreduce` of the checked NumPy / CuPy ``x``, in place."""
         if self._in_float32(x, ordered, op) and x.size and self.size > 1:  # rounded to nearest even once
             w = x.astype(np.float32)
             self.allreduce(w, op, ordered=ordered, check=False)
             x[...] = rounded_to(w, x.dtype)
-            return x
+            return
         if x.size == 0 or self.size == 1:
             if op == "mean":
                 _scale_mean(x.reshape(-1), self.size)
-            return x
+            return
         if self.ordered if ordered is None else ordered:
-            rows = self._gather_rows(x)
-            return rank_order_reduce(rows, op, x)
+            rank_order_reduce(self._gather_rows(x), op, x)
+            return
         nc = self._nccl_for(x)
         if nc is not None:
             nc.allreduce(x, "sum" if op == "mean" else op)
@@ -205,52 +214,58 @@ class Communicator(Transport):
             self._mpi_allreduce(x, op)
         if op == "mean":
             _scale_mean(x.reshape(-1), self.size)
-        return x
 
     def reduce_scatter(self, x, op: str = "sum", out=None, *, ordered: bool | None = None, check: bool = True):
         """Rank ``r`` receives block ``r`` of ``x`` (``x.size / world`` elements) reduced over ranks.
 
         ``op``: ``"sum"`` or ``"mean"``; ``out``: optional contiguous result array (not
-        overlapping ``x``: ValueError). Returns the result. ``check``: as for :meth:`allreduce`.
+        overlapping ``x``: ValueError), a torch tensor too (written in its own memory). Returns
+        ``out`` (the caller's object), else a new NumPy / CuPy array (NumPy for a host torch
+        ``x``). ``check``: as for :meth:`allreduce`.
         """
         self._live("reduce_scatter")
 
         def args():
-            _contiguous(x, "x")
-            self._check_op(op, ("sum", "mean"), x)
+            v = _contiguous(x, "x")
+            self._check_op(op, ("sum", "mean"), v)
             if ordered is not None:
                 _backend.flag("ordered", ordered)
-            if x.size % self.size:
-                raise ValueError(f"x: has {x.size} elements, not a multiple of the world size {self.size}")
-            n = x.size // self.size
-            o = _backend.array_module(x).empty(n, dtype=x.dtype) if out is None else out
-            _writable(o, "out")
-            _same_kind(x, o, "x", "out")
+            if v.size % self.size:
+                raise ValueError(f"x: has {v.size} elements, not a multiple of the world size {self.size}")
+            n = v.size // self.size
+            o = _backend.array_module(v).empty(n, dtype=v.dtype) if out is None else _writable(out, "out")
+            _same_kind(v, o, "x", "out")
             if o.size != n:
                 raise ValueError(f"out: expected {_backend.counted(n, 'element')}, got {o.size}")
             # MPI refuses aliased buffers (an MPI error, then some ranks wait forever). Refused here
             # instead, before any message: an out cut from x overlaps it on every rank alike
-            if _overlap(x, o):
+            if _overlap(v, o):
                 raise ValueError("out: overlaps x (the result needs memory of its own)")
             in_order = self.ordered if ordered is None else bool(ordered)
-            return o, (("x", x), ("op", op), ("ordered", in_order))
+            return (v, o), (("x", v), ("op", op), ("ordered", in_order))
 
-        out = self._agreed("reduce_scatter", check, args)
+        v, o = self._agreed("reduce_scatter", check, args)
+        self._reduce_scatter(v, op, o, ordered)
+        return o if out is None else out
+
+    def _reduce_scatter(self, x, op: str, out, ordered) -> None:
+        """:meth:`reduce_scatter` of the checked NumPy / CuPy ``x`` into ``out``."""
         n = out.size
         if n == 0:
-            return out
+            return
         if self._in_float32(x, ordered, op) and self.size > 1:  # rounded to nearest even once
             w = self.reduce_scatter(x.astype(np.float32), op, ordered=ordered, check=False)
             out[...] = rounded_to(w.reshape(out.shape), x.dtype)
-            return out
+            return
         xp = _backend.array_module(x)
         flat = x.reshape(-1)
         if self.size == 1:
             xp.copyto(out.reshape(-1), flat)
-            return out
+            return
         if self.ordered if ordered is None else ordered:
             rows = self._alltoall_rows(flat.reshape(self.size, n))
-            return rank_order_reduce(rows, op, out)
+            rank_order_reduce(rows, op, out)
+            return
         nc = self._nccl_for(x)
         if nc is not None:
             nc.reduce_scatter(flat, out.reshape(-1))
@@ -260,29 +275,33 @@ class Communicator(Transport):
             self._mpi_back(recv, out)
         if op == "mean":
             _scale_mean(out.reshape(-1), self.size)
-        return out
 
     def allgather(self, x, out=None, *, check: bool = True):
         """Every rank's ``x`` concatenated in rank order (``world * x.size`` elements); returns it.
 
         ``x`` may be ``out``'s own block (``out[rank * n:(rank + 1) * n]``): gathered in place;
-        an ``x`` overlapping ``out`` elsewhere is copied first. ``check``: the ranks' ``x`` (size,
-        dtype) compared first (see the class).
+        an ``x`` overlapping ``out`` elsewhere is copied first. ``out``: a torch tensor too (written
+        in its own memory); returned as the caller's object, else a new NumPy / CuPy array (NumPy
+        for a host torch ``x``). ``check``: the ranks' ``x`` (size, dtype) compared first (see the class).
         """
         self._live("allgather")
 
         def args():
-            _contiguous(x, "x")
-            n = x.size
-            o = _backend.array_module(x).empty(n * self.size, dtype=x.dtype) if out is None else out
-            _writable(o, "out")
-            _same_kind(x, o, "x", "out")
+            v = _contiguous(x, "x")
+            n = v.size
+            o = _backend.array_module(v).empty(n * self.size, dtype=v.dtype) if out is None else _writable(out, "out")
+            _same_kind(v, o, "x", "out")
             if o.size != n * self.size:
                 want = _backend.counted(n * self.size, "element")
                 raise ValueError(f"out: expected {want} (world x {n}), got {o.size}")
-            return o, (("x", x),)
+            return (v, o), (("x", v),)
 
-        out = self._agreed("allgather", check, args)
+        v, o = self._agreed("allgather", check, args)
+        self._allgather(v, o)
+        return o if out is None else out
+
+    def _allgather(self, x, out) -> None:
+        """:meth:`allgather` of the checked NumPy / CuPy ``x`` into ``out``."""
         xp = _backend.array_module(x)
         n = x.size
         in_place = n > 0 and _ptr(x) == _ptr(out) + self.rank * n * x.itemsize
@@ -292,50 +311,54 @@ class Communicator(Transport):
             # ranks, and an error on some ranks only would leave rank 0 waiting in the collective.
             x = x.copy()
         if n == 0:
-            return out
+            return
         if self._as_bits(x):
             self.allgather(x.view(np.uint16), out.view(np.uint16), check=False)
-            return out
+            return
         if self.size == 1:
             if not in_place:
                 xp.copyto(out.reshape(-1), x.reshape(-1))
-            return out
+            return
         nc = self._nccl_for(x)
         if nc is not None:
             nc.allgather(x.reshape(-1), out.reshape(-1))  # NCCL allows the in-place block
-            return out
+            return
         recv = self._mpi_buf(out)
         if in_place:
             self.mpi.Allgather(mpi().IN_PLACE, recv)
         else:
             self.mpi.Allgather(self._mpi_buf(x), recv)
         self._mpi_back(recv, out)
-        return out
 
     def bcast(self, x, root: int = 0, *, check: bool = True):
-        """Rank ``root``'s ``x`` into every rank's ``x``, in place; returns ``x``. ``check``: the
-        ranks' ``x`` (size, dtype) and ``root`` compared first (see the class)."""
+        """Rank ``root``'s ``x`` into every rank's ``x``, in place; returns ``x`` (the caller's
+        object: a torch tensor's own memory is written, see the class). ``check``: the ranks' ``x``
+        (size, dtype) and ``root`` compared first (see the class)."""
         self._live("bcast")
 
         def args():
-            _writable(x, "x")
+            v = _writable(x, "x")
             r = self._root(root)
-            return r, (("x", x), ("root", r))
+            return (v, r), (("x", v), ("root", r))
 
-        root = self._agreed("bcast", check, args)
+        v, r = self._agreed("bcast", check, args)
+        self._bcast(v, r)
+        return x
+
+    def _bcast(self, x, root: int) -> None:
+        """:meth:`bcast` of the checked NumPy / CuPy ``x``, in place."""
         if x.size == 0 or self.size == 1:
-            return x
+            return
         if self._as_bits(x):
             self.bcast(x.view(np.uint16), root, check=False)
-            return x
+            return
         nc = self._nccl_for(x)
         if nc is not None:
             nc.bcast(x, root)
-            return x
+            return
         buf = self._mpi_buf(x)
         self.mpi.Bcast(buf, root=root)
         self._mpi_back(buf, x)
-        return x
 
     def barrier(self) -> None:
         """Wait until every rank has called it (MPI's ``Barrier``). RuntimeError after

@@ -104,6 +104,8 @@ class _NormModule(NativeByName):
     """Shared parts: parameters / grads lists and array allocation on NumPy or CuPy."""
 
     def __init__(self, dtype, like):
+        if _backend.is_foreign(like):  # (a torch tensor, a DLPack exporter: its library is its view's)
+            like = _backend.as_array(like, "like")
         if like is not None and _backend.is_cupy(like):
             import cupy
 
