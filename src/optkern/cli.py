@@ -215,7 +215,13 @@ def _parser() -> argparse.ArgumentParser:
         "generators vs the bandwidth probe; dist: data-parallel / ZeRO-1 communication, run under "
         "mpiexec -n N (none of the four is in 'all')",
     )
-    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    b.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="where the arrays live: cpu (default: NumPy arrays, torch on the CPU) or cuda (CuPy arrays and torch "
+        "on the current GPU; needs CuPy and a GPU)",
+    )
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     b.add_argument(
