@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -303,6 +304,12 @@ def main(argv=None) -> int:
         sys.stdout, sys.stderr = saved
 
 
+#: the errors of a write the user can act on (space, quota, a file too large, a read-only or failing disk)
+_WRITE_FAILURES = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EIO") if hasattr(errno, name)
+)
+
+
 def _main(args) -> int:
     from concurrent.futures.process import BrokenProcessPool
 
@@ -345,6 +352,14 @@ def _main(args) -> int:
     except KeyboardInterrupt:
         print("optkern: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in _WRITE_FAILURES:
+            raise
+        # a file the command writes could not be (a full disk, a quota): one line naming it, not a
+        # traceback; the file itself is whole or absent (_atomic.replace_atomically)
+        where = f"cannot write {e.filename}" if e.filename else "cannot write its output"
+        print(f"optkern {args.command}: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # the reader went away (`optkern info | head`): no traceback, and none at exit either, when
         # Python flushes the dead stdout again (the idiom of the Python docs' "Note on SIGPIPE")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 
+from .._atomic import replace_atomically
 from .._words import plural
 from . import summary as S
 
@@ -99,8 +100,12 @@ def make_plots(results: dict, out_dir: str) -> list:
 
     def save(fig, name):
         p = os.path.join(out_dir, name)
-        fig.savefig(p, dpi=DPI)
-        plt.close(fig)
+        try:
+            # whole or not at all, as results.json and report.md (a full disk left a truncated PNG)
+            with replace_atomically(p, binary=True) as f:
+                fig.savefig(f, dpi=DPI, format="png")
+        finally:
+            plt.close(fig)
         paths.append(p)
 
     save(_curves(plt, groups, norms, colors, "train_loss", "training loss", log=True)[0], "loss.png")
