@@ -358,7 +358,10 @@ def _main(args) -> int:
         # a file the command writes could not be (a full disk, a quota): one line naming it, not a
         # traceback; the file itself is whole or absent (_atomic.replace_atomically)
         where = f"cannot write {e.filename}" if e.filename else "cannot write its output"
-        print(f"optkern {args.command}: error: {where}: {e.strerror or e}", file=sys.stderr)
+        # (the study's note naming the run whose result was being written: pool.py)
+        notes = [n.removeprefix(f"optkern {args.command}: ") for n in getattr(e, "__notes__", [])]
+        said = f" ({'; '.join(notes)})" if notes else ""
+        print(f"optkern {args.command}: error: {where}: {e.strerror or e}{said}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # the reader went away (`optkern info | head`): no traceback, and none at exit either, when
