@@ -40,7 +40,8 @@ def test_out_is_left_as_it_was_when_a_later_batch_is_refused(fixed):
     m = MLP([3, 5, 2], norm="batch", dtype=np.float64)
     p = m.init_params(0)
     (x1, y1), (x2, y2) = _batches(rng, m, (4, 7))
-    op = hessian.from_mlp(m, p, batches=[(x1, y1), (x2, y2 + 5)], fixed=fixed)  # labels out of range
+    op = hessian.from_mlp(m, p, batches=[(x1, y1), (x2, y2)], fixed=fixed)
+    y2 += 5  # labels out of range, after the operator checked them (its products read them again)
     out = np.full(m.num_params, 7.0)
     with pytest.raises(ValueError, match="^y: values must be in"):
         op.matvec(rng.standard_normal(m.num_params), out=out)

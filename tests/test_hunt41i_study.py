@@ -263,7 +263,7 @@ def test_normalization_sentence_with_none_not_listed_first():
     text = S.normalization_sentence(results)
     assert text == (
         "At epoch 2 the largest eigenvalue with batch norm is smaller than without normalization for 2 of 2 "
-        "optimizer(s) (median ratio without/with 4); at epoch 0 it is 3 with batch norm vs 6 without."
+        "optimizers (median ratio without/with 4); at epoch 0 it is 3 with batch norm vs 6 without."
     ), text
 
 

@@ -39,9 +39,9 @@ def test_a_first_call_refused_for_a_later_batch_takes_no_copy(call):
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((6, 3)), rng.integers(0, 3, 6)
     y2 = y[3:].copy()
-    y2[0] = 7  # (no such class: refused)
     p = model.init_params(0)
     op = hessian.from_mlp(model, p, batches=[(x[:3], y[:3]), (x[3:], y2)], fixed=True)
+    y2[0] = 7  # (no such class: refused -- set after the build, which refuses it too, test_hunt55c_from_mlp_data)
     v = np.linspace(-1.0, 1.0, op.shape[0])
     run = {
         "matvec": lambda: op.matvec(v),

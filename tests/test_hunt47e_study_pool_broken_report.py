@@ -36,7 +36,7 @@ def test_a_broken_pool_keeps_and_reports_the_runs_that_finished(tmp_path, monkey
     assert "Traceback" not in err, err
     line = err.strip().splitlines()[-1]
     assert line.startswith("optkern study: error: a worker process died"), err
-    assert "--jobs" in line and "1 runs that finished" in line and "not measured: adam seed 0" in line, line
+    assert "--jobs" in line and "1 run that finished" in line and "not measured: adam seed 0" in line, line
     results = json.loads((out / "results.json").read_text())
     assert [(r["optimizer"], r["status"]) for r in results["runs"]] == [("sgd", "done")]
     assert results["missing"] == [{"optimizer": "adam", "norm": "none", "seed": 0}]

@@ -102,7 +102,8 @@ def test_default_jobs_are_capped_by_the_memory_not_refused(tmp_path, capsys, mon
     monkeypatch.setattr(pool, "default_jobs", lambda cfg, runs: min(runs, 4))  # (as on a 4-CPU machine)
     monkeypatch.setattr(study_config, "_memory_bytes", lambda device: int(1.5 * one))
     assert runner.study_jobs(cfg, 6, None, study_config.runs_that_fit(cfg, 64, 10)) == 1
-    assert runner.study_jobs(cfg, 6, None, study_config.runs_that_fit(cfg, 64, 10, available=3 * one)) == 3
+    high = study_config.run_bytes_high(cfg, 64, 10)  # (the default's cap counts runs by the estimate from above)
+    assert runner.study_jobs(cfg, 6, None, study_config.runs_that_fit(cfg, 64, 10, available=3 * high)) == 3
     assert runner.study_jobs(cfg, 6, None, None) == 4  # (memory unknown: the CPUs decide)
     assert runner.study_jobs(cfg, 6, None, 0) == 1  # (even where none fits by the bound: one, never 0)
     rc = cli.main(["study", *BASE, "--hidden", "64,64", "--out", str(tmp_path / "o")])

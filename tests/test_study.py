@@ -252,7 +252,7 @@ def test_summary_says_what_the_numbers_say_when_outliers_shrink():
     ) in text
     assert "it falls 2.4-fold" in text
     assert "The spectrum spans -5 to 5.3 at epoch 0" in text  # batch norm's start is wide: said, not hidden
-    assert "smaller than without normalization for 2 of 2 optimizer(s)" in text
+    assert "smaller than without normalization for 2 of 2 optimizers" in text
     assert "ranges from 0.960 (sgd without normalization) to 0.980 (adam without normalization)" in text
     claim, measured = summary.ghorbani_comparison(r)
     assert claim.startswith("**Claim from the literature (not measured here).**")

@@ -162,6 +162,14 @@ def replace_atomically(path: str, binary: bool = False):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if e.filename is not None or e.errno is None:  # (named already, or no errno to rebuild it from)
+            raise
+        # a write, flush or fsync's error names no file ("[Errno 28] No space left on device"): the
+        # caller's, as open(path, "w")'s errors name it (the temporary is gone)
+        raise type(e)(e.errno, e.strerror, given) from e
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

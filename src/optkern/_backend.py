@@ -269,19 +269,24 @@ def on_array_device(fn):
     CuPy allocates on the current device and the native CUDA calls run on the
     current device's stream: outputs must go where the inputs are. NumPy
     arguments cost one type check. Foreign arrays (torch, JAX...; also in lists) are replaced
-    by their NumPy / CuPy views first (``as_array``).
+    by their NumPy / CuPy views first (``as_array``) -- except in the parameters annotated ``int``
+    (``seed``, ``offset``): those are no arrays, and a torch tensor given as one reaches ``fn``'s check as
+    the user passed it (its view was refused as "seed: expected an integer, got ndarray", a type the
+    caller never passed).
     """
     import functools
     import inspect
 
-    names = list(inspect.signature(fn).parameters)
+    parameters = inspect.signature(fn).parameters
+    names = list(parameters)
+    integers = frozenset(n for n, prm in parameters.items() if prm.annotation in (int, "int", "int | None"))
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         if all(map(_plain, args)) and all(map(_plain, kwargs.values())):  # NumPy only: nothing to do
             return fn(*args, **kwargs)
         if any(map(_has_foreign, args)) or any(map(_has_foreign, kwargs.values())):
-            args, kwargs = _views_of_args(names, args, kwargs)
+            args, kwargs = _views_of_args(names, args, kwargs, integers)
         for a in (*args, *kwargs.values()):
             if is_cupy(a):
                 with _device_of(a):
@@ -324,10 +329,13 @@ def _has_foreign(a) -> bool:
     return _to_view(a)
 
 
-def _views_of_args(names, args, kwargs):
-    """``args`` and ``kwargs`` with foreign arrays (and foreign arrays in lists) viewed by ``as_array``."""
+def _views_of_args(names, args, kwargs, keep=frozenset()):
+    """``args`` and ``kwargs`` with foreign arrays (and foreign arrays in lists) viewed by ``as_array``,
+    but for the arguments named in ``keep`` (integers: left for the function's check to name)."""
 
     def conv(a, name):
+        if name in keep:
+            return a
         if isinstance(a, (list, tuple)) and any(map(_to_view, a)):
             # (a named tuple's items by field, saved.mean as the norms' checks name it, not saved[0])
             fields = getattr(a, "_fields", None)

@@ -15,3 +15,16 @@ def article(word: str) -> str:
     low = word.lower()
     vowel = low[:1] in ("a", "e", "i", "o") or (low[:1] == "u" and not low.startswith(("uint", "uni", "us")))
     return f"{'an' if vowel or low.startswith('nd') else 'a'} {word}"
+
+
+def plural(n, word: str, many: str | None = None) -> str:
+    """``n`` and ``word`` in its number: "1 epoch", "3 epochs", "0 epochs" (``many``: an irregular
+    plural). Report lines wrote "1 epochs" and "1 optimizer(s)" for a study of one; ``n`` not a
+    number (a "?" for a value an old results file lacks) takes the plural."""
+    return f"{n} {word if n == 1 and not isinstance(n, bool) else many or word + 's'}"
+
+
+def counted_list(word: str, items) -> str:
+    """``word`` in the number of ``items``, then the items: "epoch 4", "epochs 0, 2, 4"."""
+    items = list(items)
+    return f"{word if len(items) == 1 else word + 's'} {', '.join(map(str, items))}"

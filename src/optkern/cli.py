@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -215,7 +216,13 @@ def _parser() -> argparse.ArgumentParser:
         "generators vs the bandwidth probe; dist: data-parallel / ZeRO-1 communication, run under "
         "mpiexec -n N (none of the four is in 'all')",
     )
-    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    b.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="where the arrays live: cpu (default: NumPy arrays, torch on the CPU) or cuda (CuPy arrays and torch "
+        "on the current GPU; needs CuPy and a GPU)",
+    )
     b.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run)")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     b.add_argument(
@@ -297,6 +304,12 @@ def main(argv=None) -> int:
         sys.stdout, sys.stderr = saved
 
 
+#: the errors of a write the user can act on (space, quota, a file too large, a read-only or failing disk)
+_WRITE_FAILURES = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EIO") if hasattr(errno, name)
+)
+
+
 def _main(args) -> int:
     from concurrent.futures.process import BrokenProcessPool
 
@@ -339,6 +352,17 @@ def _main(args) -> int:
     except KeyboardInterrupt:
         print("optkern: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in _WRITE_FAILURES:
+            raise
+        # a file the command writes could not be (a full disk, a quota): one line naming it, not a
+        # traceback; the file itself is whole or absent (_atomic.replace_atomically)
+        where = f"cannot write {e.filename}" if e.filename else "cannot write its output"
+        # (the study's note naming the run whose result was being written: pool.py)
+        notes = [n.removeprefix(f"optkern {args.command}: ") for n in getattr(e, "__notes__", [])]
+        said = f" ({'; '.join(notes)})" if notes else ""
+        print(f"optkern {args.command}: error: {where}: {e.strerror or e}{said}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # the reader went away (`optkern info | head`): no traceback, and none at exit either, when
         # Python flushes the dead stdout again (the idiom of the Python docs' "Note on SIGPIPE")

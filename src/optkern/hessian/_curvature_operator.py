@@ -12,6 +12,7 @@ from .._array_checks import type_name
 from .._pickling import NativeByName
 from .._torch_written import given_out
 from ._linear_operator import LinearOperatorProtocol, _linear_operator_base
+from ._operator_pickling import operator_copy, operator_deepcopy, operator_reduce
 from ._products import check_finite, checked, float_dtype, in_dtype, private, real_array
 
 
@@ -70,6 +71,9 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         self._quad: Callable | None = None
         # (v, then) -> (None, v.A v): the product fed slice by slice to then(v.A v)'s sink (MLP._ggn_at)
         self._quad_then: Callable | None = None
+        # (pickling=) -> (callable, args) rebuilding an equal operator in another process (pickle, deepcopy): set by
+        # the constructors whose operator is fixed by picklable data (hessian.from_mlp); None: see __reduce_ex__
+        self._recipe: Callable | None = None
         self._check = check
         # Products the library computes itself (check=None: from_mlp, a matrix require_symmetric read) are
         # symmetric by construction; the Krylov estimators check the others' (_products.CouplingCheck)
@@ -199,6 +203,11 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
     def __repr__(self):
         return f"<{self.shape[0]}x{self.shape[1]} CurvatureOperator '{self.name}' dtype={self.dtype}>"
 
+    # pickle (multiprocessing's spawn and Pool arguments) and copies: _pickling.py's operator rules
+    __reduce_ex__ = operator_reduce
+    __copy__ = operator_copy
+    __deepcopy__ = operator_deepcopy
+
 
 def _check_functions(matvec, matmat, into, check, avoid) -> None:
     """TypeError naming the argument (as ``check`` names the functions: ``from_hvp``'s ``fn``) unless
@@ -235,4 +244,13 @@ def _ScipyCurvatureOperator():
             (CurvatureOperator, _linear_operator_base()),
             {"__doc__": "A CurvatureOperator that is also a scipy LinearOperator."},
         )
+        # found by its name, as pickle looks a class up (its lookup failed: a PicklingError from inside pickle)
+        globals()["CurvatureLinearOperator"] = _SCIPY_CLASS
     return _SCIPY_CLASS
+
+
+def __getattr__(name: str):
+    """``CurvatureLinearOperator`` made on first use (SciPy imported then), as an unpickling process asks."""
+    if name == "CurvatureLinearOperator":
+        return _ScipyCurvatureOperator()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,9 +14,8 @@ from .. import _backend
 def _check_batches(batches: list) -> None:
     """Each of ``batches`` an ``(x, y)`` pair of arrays, or TypeError naming ``batches[i]`` --
     instead of an unnamed unpacking or attribute error. Their shapes, dtypes and labels are checked
-    by the products (``MLP._check``), at the values the arrays hold then (``fixed=True``: at the
-    first product). Foreign arrays (torch tensors, DLPack / array-interface exporters) are replaced
-    by their views, in ``batches``."""
+    by :func:`_check_data`. Foreign arrays (torch tensors, DLPack / array-interface exporters) are
+    replaced by their views, in ``batches``."""
     for i, batch in enumerate(batches):
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             what = f"{len(batch)} items" if isinstance(batch, (tuple, list)) else type(batch).__name__
@@ -42,6 +41,26 @@ def _ieee_quiet(fn):
             return fn(*args, **kwargs)
 
     return call
+
+
+@_ieee_quiet
+def _check_data(model, params, batches: list, pair: bool) -> None:
+    """Each batch with rows checked as its products check it (``MLP._check``: x's shape and dtype,
+    y's rows, dtype and labels), when the operator is built: x with the wrong feature count, y with
+    other rows or a label past the classes was taken, and raised at the first product -- inside
+    whichever estimator or solver the operator was handed to. The products check again (the
+    arrays' values may change in place: ``fixed=False`` reads them at each product). ``pair``: given
+    as ``x, y`` (errors name them so), else named ``batches[i]'s x``. Empty batches are dropped
+    (a rank's share may be none) and not checked."""
+    for i, (bx, by) in enumerate(batches):
+        if not int(bx.shape[0]):
+            continue
+        try:
+            model._check(params, bx, by)
+        except (TypeError, ValueError) as e:
+            if pair:
+                raise
+            raise type(e)(f"batches[{i}]'s {e}") from None
 
 
 @_ieee_quiet

@@ -11,7 +11,8 @@ from typing import Callable
 import numpy as np
 
 from .. import _backend, _pool
-from ._mlp_checks import _apart, _callers, _check_batches, _ieee_quiet, _ready
+from ._mlp_checks import _apart, _callers, _check_batches, _check_data, _ieee_quiet, _ready
+from ._operator_pickling import refuse_local
 from .operators import CurvatureOperator, _operator_class
 
 
@@ -143,6 +144,7 @@ def _local_operator(
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     block_size = _backend.integer("block_size", block_size, lo=1)
+    pair = batches is None
     if batches is None:
         if x is None or y is None:
             raise ValueError("x, y: give one batch (x, y) or batches=[(x, y), ...]")
@@ -165,6 +167,7 @@ def _local_operator(
     total = sum(int(bx.shape[0]) for bx, _ in batches)
     if total == 0 and alone:
         raise ValueError("x: needs at least one row (every batch is empty)")
+    _check_data(model, params, batches, pair)
     # batches without rows add nothing (and the MLP refuses them): a rank's share may be empty
     batches = [(bx, by) for bx, by in batches if int(bx.shape[0])] or batches[:1]
     weights = [int(bx.shape[0]) / max(total, 1) if reduction == "mean" else 1.0 for bx, _ in batches]
@@ -172,8 +175,9 @@ def _local_operator(
     product_block = model.hvp_block if kind == "hessian" else model.ggn_block
     if not isinstance(fixed, bool):
         raise TypeError(f"fixed: expected True or False, got {type(fixed).__name__}")
+    held: dict = {}  # (fixed: the copies its first product takes, _frozen_products)
     if fixed:
-        product, product_block, ready = _frozen_products(model, params, batches, kind)
+        product, product_block, ready = _frozen_products(model, params, batches, kind, held)
     else:
         ready = functools.partial(_ready, model, params, batches)
     xp = _backend.array_module(params)
@@ -259,21 +263,46 @@ def _local_operator(
                 return out
 
             op._quad_then = _pool.pooled(fused)
+    if alone:  # (a distributed operator's products hold a communicator: refused, _operator_pickling.py)
+        options = {"kind": kind, "reduction": reduction, "progress": progress, "block": block}
+        options.update(block_size=block_size, fixed=fixed)
+        op._recipe = functools.partial(_recipe, op, model, params, batches, pair, options, held)
     return op, total
 
 
-def _frozen_products(model, params, batches, kind):
+def _recipe(op, model, params, batches, pair, options, held, pickling: bool) -> tuple:
+    """``op`` as pickle's ``(callable, args)``: ``from_mlp`` called again on its model, params and
+    batches (the copies a ``fixed`` operator took at its first product, where it has made one: the
+    curvature at that point, not at the values the caller's arrays hold now), and its count of products.
+    ``pickling``: a ``progress`` pickle cannot send is refused (a deep copy shares it)."""
+    if pickling:
+        refuse_local("progress", options["progress"])
+    if "params" in held:
+        params = held["params"]
+        batches = [held.get((id(bx), id(by)), (bx, by))[:2] for bx, by in batches]
+    return _rebuilt, (model, params, batches, pair, options, op.num_matvecs)
+
+
+def _rebuilt(model, params, batches, pair, options, num_matvecs):
+    """The operator :func:`_recipe` describes (in the process that unpickles it)."""
+    x, y = batches[0] if pair else (None, None)
+    op = from_mlp(model, params, x, y, batches=None if pair else batches, **options)
+    op.num_matvecs = num_matvecs
+    return op
+
+
+def _frozen_products(model, params, batches, kind, held: dict):
     """``(product, product_block, ready)`` with the signatures of ``MLP.hvp`` / ``hvp_block`` and
     :func:`_ready` for ``fixed=True``: at a copy of ``params`` and of each batch taken at the first
     product, each batch's point (``MLP._point``) computed once (a batch is known by the identity of
-    its arrays, which the operator's list of batches keeps alive). ``ready`` takes every batch's
-    copy and point before a product is written into ``out``."""
+    its arrays, which the operator's list of batches keeps alive), kept in ``held``. ``ready`` takes
+    every batch's copy and point before a product is written into ``out``."""
     from ..nn import block as _block
 
     order = 2 if kind == "hessian" else 1
     single = model._hvp_at if kind == "hessian" else model._ggn_at
     many = _block.hvp_block_at if kind == "hessian" else _block.ggn_block_at
-    held: dict = {}  # "params": the copy; (id(x), id(y)) of a batch -> (x, y, point)
+    # held: "params": the copy; (id(x), id(y)) of a batch -> (x, y, point)
 
     @_ieee_quiet
     def point(p, bx, by):

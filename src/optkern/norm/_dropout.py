@@ -13,7 +13,7 @@ from ._common import _native_name, _ndarray, _xp
 
 
 @_backend.on_array_device
-def dropout(x, p, seed, offset=0, training=True, return_mask=False):
+def dropout(x, p, seed: int, offset: int = 0, training=True, return_mask=False):
     """Inverted dropout: ``y = x * keep / (1 - p)`` with a counter-based mask.
 
     Element i is kept when the 32-bit word of the Philox4x32-10 stream ``(seed, offset + i)`` (see
@@ -53,7 +53,7 @@ def dropout(x, p, seed, offset=0, training=True, return_mask=False):
 
 
 @_backend.on_array_device
-def dropout_backward(dy, p, seed, offset=0):
+def dropout_backward(dy, p, seed: int, offset: int = 0):
     """Gradient of :func:`dropout` (training mode): ``dx = dy * keep / (1 - p)``, mask regenerated."""
     _ndarray("dy", dy)
     mod = _backend.backend(("dy", dy))

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from .._words import counted_list, plural
 from ._options import _config
 from ._options import parse_lr as parse_lr
 from .config import check_memory, runs_that_fit
@@ -144,11 +145,11 @@ def main(args) -> int:
         return 0
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     say(
-        f"optkern study: {len(cfg.optimizers)} optimizer(s) x {len(cfg.norms)} normalization(s)"
+        f"optkern study: {plural(len(cfg.optimizers), 'optimizer')} x {plural(len(cfg.norms), 'normalization')}"
         + (f" x {cfg.seeds} seeds" if cfg.seeds > 1 else "")
-        + f", {cfg.epochs} epochs on {data.name} "
-        f"({len(data.y)} samples), curvature at epochs {cfg.checkpoint_epochs()} on "
-        f"{min(cfg.curvature_batch, len(train.y))} samples"
+        + f", {plural(cfg.epochs, 'epoch')} on {data.name} "
+        f"({plural(len(data.y), 'sample')}), curvature at {counted_list('epoch', cfg.checkpoint_epochs())} on "
+        f"{plural(min(cfg.curvature_batch, len(train.y)), 'sample')}"
         + (f", data-parallel over {comm.size} MPI ranks" if comm is not None else "")
         + _jobs_note(cfg, comm, train)
         + f"; output in {os.path.abspath(args.out)}"
@@ -222,7 +223,7 @@ def _run_and_report(args, train, val, cfg, comm, say) -> int:
         missing = ", ".join(map(report.run_label, results.get("missing", ())))
         print(
             f"optkern study: error: {results['failure']}; {WORKER_DIED}; the report holds the "
-            f"{len(results['runs'])} runs that finished" + (f"; not measured: {missing}" if missing else ""),
+            f"{plural(len(results['runs']), 'run')} that finished" + (f"; not measured: {missing}" if missing else ""),
             file=sys.stderr,
         )
         return 1

@@ -89,7 +89,8 @@ def _config(args) -> StudyConfig:
     if getattr(args, "checkpoints", None) is not None and cfg.checkpoints > cfg.epochs + 1:
         raise ConfigError(
             "checkpoints",
-            f"at most --epochs + 1 = {cfg.epochs + 1} (epoch 0 and each of the {cfg.epochs} epochs), "
+            f"at most --epochs + 1 = {cfg.epochs + 1} (epoch 0 and "
+            f"{'the one epoch' if cfg.epochs == 1 else f'each of the {cfg.epochs} epochs'}), "
             f"got {cfg.checkpoints}",
         )
     if cfg.device != "cpu" and cfg.jobs > 1:  # (study_jobs: one run at a time on the one GPU)

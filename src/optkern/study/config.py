@@ -195,21 +195,51 @@ def model_weights(cfg: StudyConfig, n_features: int, n_classes: int) -> int:
     return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
 
 
+#: The measured peak of a checkpoint's Hessian measurements over ``_curvature_copies``' floor, rounded
+#: up: tracemalloc, NumPy's allocations, optkern's pool off (55th session, digits, curvature batch 8,
+#: widths 256x256 and 512x512, each measured after a first call): --quick 87 copies of the weights (1.08x
+#: its floor of 81), the default config 142 (1.75x: Hutch++ holds ~2 trace_matvecs vectors, 119 of them, and
+#: the density's 2 probes ~2 (density_steps + 1), 130; the top eigenvectors stay meanwhile); h321 saw 158
+#: (1.95x) in a process's first call. Tests: test_hunt54c_study_memory, test_hunt55c_study_memory.
+MEASURED_FACTOR = 2
+#: floats of the curvature batch's activations per sample and unit of width that a block product holds
+#: (forward, R-forward and backward of ``block_size`` 16 directions): 59-81 measured at batch 512, widths
+#: 64x64, 256x256 and 1024 (the same measurement), rounded up
+_ACTIVATION_FLOATS = 96
+
+
 def _curvature_copies(cfg: StudyConfig) -> int:
-    """Vectors of the model's size a checkpoint's Hessian measurements hold at once, at least: the
-    Lanczos basis of the top eigenpairs (a vector per step and the start), the SLQ basis of the
-    density (``density_steps + 1``), Hutch++'s sketch and its products (``2 (trace_matvecs // 3)``).
-    They run one after the other: the largest counts. (tracemalloc measured 88 copies for
-    ``--quick``'s, whose bound is 81, and 158 for the default's, 81: the estimators' own work arrays
-    come on top.)"""
+    """Vectors of the model's size a checkpoint's Hessian measurements hold at once, at least (a floor:
+    :data:`MEASURED_FACTOR` says by how much the measured peak exceeds it): the Lanczos basis of the
+    top eigenpairs (a vector per step and the start), the SLQ basis of the density
+    (``density_steps + 1``), Hutch++'s sketch and its products (``2 (trace_matvecs // 3)``). They run
+    one after the other: the largest counts; the estimators' own work arrays come on top."""
     k = max(cfg.top_k, cfg.concentration_k)
     return max(max(cfg.lanczos_steps, k) + 1, cfg.density_steps + 1, 2 * (cfg.trace_matvecs // 3))
 
 
 def run_bytes(cfg: StudyConfig, n_features: int, n_classes: int) -> int:
-    """Bytes one run holds at least: ``_COPIES`` float32 copies of the model's weights while it trains
-    and the Hessian measurements' vectors (``_curvature_copies``) at its checkpoints."""
+    """Bytes one run holds at least (a floor: what ``check_memory`` refuses by never fits):
+    ``_COPIES`` float32 copies of the model's weights while it trains and the Hessian measurements'
+    vectors (``_curvature_copies``) at its checkpoints. Measured peaks exceed it by up to
+    :data:`MEASURED_FACTOR` in its Hessian part, plus activations and optkern's pool: :func:`run_bytes_high`."""
     return 4 * (_COPIES + _curvature_copies(cfg)) * model_weights(cfg, n_features, n_classes)
+
+
+def run_bytes_high(cfg: StudyConfig, n_features: int, n_classes: int) -> int:
+    """Bytes one run may hold at its peak, from above (the default ``--jobs`` cap's estimate, where
+    too high only starts fewer workers): the Hessian part of :func:`run_bytes` times
+    :data:`MEASURED_FACTOR`, the curvature batch's activations (:data:`_ACTIVATION_FLOATS`), and the
+    freed temporaries optkern's pool keeps for reuse (``OPTKERN_POOL_BYTES``, default 256 MiB, each
+    worker its own; at most what the measurements allocate)."""
+    from .. import _pool
+
+    n = model_weights(cfg, n_features, n_classes)
+    hessian = 4 * MEASURED_FACTOR * _curvature_copies(cfg) * n
+    widths = sum(map(int, cfg.hidden)) + int(n_classes)
+    activations = 4 * _ACTIVATION_FLOATS * int(cfg.curvature_batch) * widths
+    pool = min(int(_pool.stats()["limit"]), hessian + activations)
+    return 4 * _COPIES * n + hessian + activations + pool
 
 
 def _memory_bytes(device: str) -> int | None:
@@ -227,14 +257,13 @@ def _memory_bytes(device: str) -> int | None:
 
 
 def runs_that_fit(cfg: StudyConfig, n_features: int, n_classes: int, available: int | None = -1) -> int | None:
-    """How many runs fit in ``available`` bytes at once by ``run_bytes``' lower bound (default: this
+    """How many runs fit in ``available`` bytes at once by :func:`run_bytes_high` (default: this
     machine's memory; None where it is unknown): the cap on the default ``--jobs``, which must not
-    start more workers than the memory holds where the user asked for no number. A lower bound's
-    count, so an upper bound on the runs that fit: the default config's runs hold 81 copies of the
-    weights by ``run_bytes`` where tracemalloc measured 158 (tests/test_hunt54c_study_memory.py), so
-    the capped default may still start up to about twice as many workers as the memory holds."""
+    start more workers than the memory holds where the user asked for no number. By the floor
+    (``run_bytes``: 81 copies of the weights where 142-158 were measured) the default started up to
+    twice as many workers as the memory held."""
     avail = _memory_bytes(cfg.device) if available == -1 else available
-    return None if avail is None else int(avail // run_bytes(cfg, n_features, n_classes))
+    return None if avail is None else int(avail // run_bytes_high(cfg, n_features, n_classes))
 
 
 def check_memory(

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from .. import lowp
+from .._words import plural
 from ..amp import GradScaler
 from .methods import OPTIMIZERS
 from .summary import curvature_rows, epoch_rows, failed, fixed, measured_at, run_row
@@ -168,7 +169,7 @@ def _diverged(rs: list) -> str:
             else " (collapsed to chance)"
         )
     parts = [
-        f"{what.count(w)} of {len(rs)} seeds {said}"
+        f"{what.count(w)} of {plural(len(rs), 'seed')} {said}"
         for w, said in (("diverged", "diverged"), ("stuck", "accepted no step"), ("collapsed", "collapsed to chance"))
         if what.count(w)
     ]
@@ -264,7 +265,7 @@ def _swa_sentences(rs: list, name: str, where: str, tol: float) -> list:
     if pairs:
         top, last = _mean(p[0] for p in pairs), _mean(p[1] for p in pairs)
         if top is not None and last is not None:
-            runs = f"; {len(pairs)} run(s)" if len(pairs) != len(rs) else ""
+            runs = f"; {plural(len(pairs), 'run')}" if len(pairs) != len(rs) else ""
             if abs(top - last) <= tol * max(abs(top), abs(last)):  # (each known to about tol: no order)
                 word, runs = "as sharp as", f"{runs}; within the eigensolver's relative tolerance {tol:g}"
             else:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import os
 
+from .._atomic import replace_atomically
+from .._words import plural
 from . import summary as S
 
 DPI = 100
@@ -98,8 +100,12 @@ def make_plots(results: dict, out_dir: str) -> list:
 
     def save(fig, name):
         p = os.path.join(out_dir, name)
-        fig.savefig(p, dpi=DPI)
-        plt.close(fig)
+        try:
+            # whole or not at all, as results.json and report.md (a full disk left a truncated PNG)
+            with replace_atomically(p, binary=True) as f:
+                fig.savefig(f, dpi=DPI, format="png")
+        finally:
+            plt.close(fig)
         paths.append(p)
 
     save(_curves(plt, groups, norms, colors, "train_loss", "training loss", log=True)[0], "loss.png")
@@ -249,6 +255,8 @@ def _sharpness(plt, groups, norms, colors):
         for a in (top, tr):
             a.grid(alpha=0.3)
         top.set_yscale("log")
+        for a in (top, tr):
+            _room_for_markers(fig, a)
     for row in axes:  # one scale per row: normalizations compare at a glance
         lo = min(a.get_ylim()[0] for a in row)
         hi = max(a.get_ylim()[1] for a in row)
@@ -267,6 +275,24 @@ def _sharpness(plt, groups, norms, colors):
                 labels.append(ll)
     _legend(fig, (handles, labels))
     return fig
+
+
+#: Room (points) between the data's extremes and the axes' edges: the epoch-0 star's radius (ms 11: 5.5 pt)
+#: with its edge, and as much again before the frame.
+MARKER_ROOM_PT = 12.0
+
+
+def _room_for_markers(fig, ax, room_pt: float = MARKER_ROOM_PT) -> None:
+    """Margins keeping the data's first and last points ``room_pt`` points inside ``ax``'s edges.
+
+    matplotlib's default margin is 5% of the data's span, which on a panel of the two-row
+    top-eigenvalue figure is ~0.1 inch: the star (and a circle on the frame's corner) reached the
+    frame. ``margins`` is a fraction ``m`` of the data span added at each end, so the data's ends
+    sit ``m / (1 + 2 m)`` of the axis inside it (in log scale too: the fraction is of the drawn axis)."""
+    pos = ax.get_position()
+    for axis, inches in (("x", fig.get_figwidth() * pos.width), ("y", fig.get_figheight() * pos.height)):
+        f = min(room_pt / 72 / inches, 0.25)
+        ax.margins(**{axis: max(f / (1 - 2 * f), 0.05)})  # (never less than matplotlib's 5%)
 
 
 def _density(plt, results, groups, norms):
@@ -352,7 +378,8 @@ def _step_time(plt, results, norms, colors):
         ax.text(st.mean + (st.sd if st.n > 1 else 0), y, f"  {st.mean:.2f}", va="center", fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"ms per step (forward + backward + update), {results['config'].get('threads', '?')} thread(s)")
+    threads = plural(results["config"].get("threads", "?"), "thread")
+    ax.set_xlabel(f"ms per step (forward + backward + update), {threads}")
     ax.set_title("training time per step" + _hatched(norms), fontsize=9)
     ax.grid(alpha=0.3, axis="x")
     return fig

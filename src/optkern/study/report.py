@@ -8,6 +8,7 @@ import math
 import os
 
 from .._atomic import replace_atomically
+from .._words import counted_list, plural
 from . import divergence, lowprec
 from . import summary as S
 from .batching import batches, warmup_steps
@@ -179,16 +180,18 @@ def _setup(results: dict) -> list:
     return [
         "## Setup",
         "",
-        f"Data: {results['dataset']}, {results['num_train']} training / {results['num_val']} validation samples"
+        f"Data: {results['dataset']}, {results['num_train']} training / "
+        f"{plural(results['num_val'], 'validation sample')}"
         + (
-            f", {results['num_features']} features, {results['num_classes']} classes"
+            f", {plural(results['num_features'], 'feature')}, {plural(results['num_classes'], 'class', 'classes')}"
             if "num_features" in results
             else ""
         )
         + ". "
         + (f"Preprocessing: {'; '.join(notes)}." if notes else ""),
         "",
-        f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {cfg['epochs']} epochs, batch "
+        f"Model: MLP, {cfg['activation']}, hidden layers {list(cfg['hidden'])}; {plural(cfg['epochs'], 'epoch')}, "
+        "batch "
         f"{_batches(results)}, {_schedule(cfg, results)}. "
         + (
             f"Each configuration runs with seeds {cfg['seed']}..{cfg['seed'] + seeds - 1} (initial weights, batch "
@@ -196,7 +199,7 @@ def _setup(results: dict) -> list:
             if seeds > 1
             else f"Seed {cfg['seed']}: every run starts from the same weights. "
         )
-        + f"Device: {cfg['device']}, {cfg.get('threads', '?')} thread(s) per run, SIMD {info.get('simd')}."
+        + f"Device: {cfg['device']}, {plural(cfg.get('threads', '?'), 'thread')} per run, SIMD {info.get('simd')}."
         + _ranks(results)
         + (
             f" {results['jobs']} runs trained at a time (worker processes; step times include their "
@@ -206,14 +209,16 @@ def _setup(results: dict) -> list:
         ),
         "",
         f"Curvature: the exact Hessian of the training loss (mean cross-entropy, no penalty terms; R-operator "
-        f"products, batch norm in training mode with its statistics over that whole subset) on the same {used} "
-        f"training samples for every run{asked}, at epochs {_epochs(results)}. Top eigenvalues and "
+        f"products, batch norm in training mode with its statistics over that whole subset) on the same "
+        f"{plural(used, 'training sample')} for every run{asked}, at {_epochs(results)}. Top eigenvalues and "
         f"the eigenvectors for the gradient concentration come from one Lanczos run (full reorthogonalization, at "
-        f"most {cfg.get('lanczos_steps', '?')} steps, relative residual {cfg.get('lanczos_tol', '?')}); trace by "
-        f"Hutch++ ({cfg['trace_matvecs']} products, with its standard error); gradient concentration = fraction of "
-        f"the squared norm of the same loss's gradient (on those {used} samples) in the "
+        f"most {plural(cfg.get('lanczos_steps', '?'), 'step')}, relative residual {cfg.get('lanczos_tol', '?')}); "
+        f"trace by Hutch++ ({plural(cfg['trace_matvecs'], 'product')}, with its standard error); gradient "
+        "concentration = fraction of "
+        f"the squared norm of the same loss's gradient (on those {plural(used, 'sample')}) in the "
         f"top-{cfg['concentration_k']} eigenspace; density and the spectrum's ends "
-        f"by stochastic Lanczos quadrature ({cfg['density_probes']} probe(s) x {cfg['density_steps']} steps).",
+        f"by stochastic Lanczos quadrature ({plural(cfg['density_probes'], 'probe')} x "
+        f"{plural(cfg['density_steps'], 'step')}).",
         "",
     ]
 
@@ -349,4 +354,5 @@ def _at(rows: list, epochs: int | None = None) -> str:
 
 
 def _epochs(results: dict) -> str:
-    return ", ".join(str(e) for e in results.get("checkpoint_epochs", [])) or "—"
+    epochs = results.get("checkpoint_epochs")
+    return counted_list("epoch", epochs) if epochs else "epochs —"

@@ -289,8 +289,7 @@ def epoch0_key(name: str, norm: str, seed: int) -> tuple:
 def study_jobs(cfg: StudyConfig, runs: int, comm=None, fit: int | None = None) -> int:
     """How many runs train at once: ``cfg.jobs``, or with 0 one per logical CPU (pool.py), at most
     ``fit`` (``config.runs_that_fit``: the default starts no more workers than the memory holds by
-    ``run_bytes``' lower bound -- 81 copies of the weights where tracemalloc measured 158 for the
-    default config, so it may still start more than fit; an explicit ``--jobs`` past the bound is
+    ``run_bytes_high``'s estimate from above; an explicit ``--jobs`` past ``run_bytes``' floor is
     refused by ``check_memory``); always one on a GPU (one device)
     and under MPI (the ranks already share every run)."""
     if comm is not None or cfg.device != "cpu":

@@ -11,6 +11,7 @@ import math
 import statistics
 
 # (the aggregates and the sharpness numbers, re-exported: summary.groups, summary.sharpness ... keep working)
+from .._words import counted_list, plural
 from .aggregates import CURVATURE_METRICS as CURVATURE_METRICS
 from .aggregates import METRICS as METRICS
 from .aggregates import Stat as Stat
@@ -166,7 +167,7 @@ def normalization_sentence(results: dict) -> str:
         ratio = statistics.median(base["top_end"][o] / s["top_end"][o] for o in both)
         out.append(
             f"At epoch {s['last']} the largest eigenvalue {norm_label(norm)} is smaller than without "
-            f"normalization for {len(smaller)} of {len(both)} optimizer(s) (median ratio without/with "
+            f"normalization for {len(smaller)} of {plural(len(both), 'optimizer')} (median ratio without/with "
             f"{ratio:.2g}); at epoch {s['first']} it is {g(s['top_start'])} {norm_label(norm)} vs "
             f"{g(base['top_start'])} without."
         )
@@ -295,12 +296,12 @@ def _no_comparison(results: dict) -> str:
 
 def density_caption(results: dict) -> str:
     cfg = results.get("config", {})
-    epochs = ", ".join(str(e) for e in results.get("checkpoint_epochs", []))
     seeds = cfg.get("seeds", 1)
     head = (
         f"Eigenvalue density of the training loss's Hessian (stochastic Lanczos quadrature, "
-        f"{cfg.get('density_probes', '?')} probe(s) x {cfg.get('density_steps', '?')} steps, log scale) at "
-        f"epochs {epochs}: one panel per optimizer (rows) and normalization (columns), one colour per epoch"
+        f"{plural(cfg.get('density_probes', '?'), 'probe')} x {plural(cfg.get('density_steps', '?'), 'step')}, "
+        f"log scale) at {counted_list('epoch', results.get('checkpoint_epochs', []))}: one panel per optimizer "
+        "(rows) and normalization (columns), one colour per epoch"
         + (f"; seed {cfg.get('seed', 0)} of {seeds}" if seeds > 1 else "")
         + "."
     )
@@ -365,5 +366,5 @@ def time_caption(results: dict) -> str:
     return (
         f"Training time per optimizer step (forward, backward and the optimizer's update, mean over the run's "
         f"steps): {at(lo) if len(gs) == 1 else f'from {at(lo)} to {at(hi)}'}, on "  # (one: no range)
-        f"{results.get('config', {}).get('threads', '?')} thread(s)."
+        f"{plural(results.get('config', {}).get('threads', '?'), 'thread')}."
     )

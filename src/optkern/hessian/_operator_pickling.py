@@ -1,0 +1,85 @@
+"""pickle and copies of a ``CurvatureOperator``.
+
+An operator is its product functions. ``hessian.from_mlp``'s are fixed by picklable data (the
+model, the params, the batches and the options), so its operator pickles as that recipe and is
+rebuilt in the receiving process: what a ``multiprocessing`` user expects of an object sent to a
+worker (a copy, as a NumPy view arrives as a copy). An operator over functions defined inside
+another function or lambdas (``from_hvp(lambda v: ...)``, ``from_grad``, ``compose``, a distributed
+operator) cannot be pickled by reference: it is refused with a TypeError that says what to send
+instead, where pickle raised a PicklingError about a class or a local object from deep inside.
+``from_hvp`` over module-level functions pickles them by reference, as pickle does any function.
+
+``copy.copy`` / ``copy.deepcopy`` keep working for every operator: a shallow copy shares the
+functions; a deep copy of a recipe operator is rebuilt from copied data (detached from the
+caller's arrays, as deepcopy promises), of another shares its functions (Python's deepcopy
+treats functions as atomic) and copies its other attributes."""
+
+from __future__ import annotations
+
+import copy
+
+from .._serial import unlocked
+
+# the attributes holding an operator's functions (their names: the operator's own, from_hvp's "fn")
+_FUNCTIONS = ("_mv", "_mm", "_into")
+
+
+def _local(fn) -> bool:
+    """Whether pickle cannot find ``fn`` by its name: a lambda or a function defined inside another
+    (bound methods and partials are looked through)."""
+    fn = getattr(fn, "func", fn)  # (functools.partial)
+    fn = getattr(fn, "__func__", fn)  # (a bound method: its function)
+    qualname = getattr(fn, "__qualname__", "")
+    return "<locals>" in qualname or "<lambda>" in qualname
+
+
+def refuse_local(what: str, fn) -> None:
+    """TypeError unless ``fn`` (named ``what``) is None or pickles by name."""
+    if fn is not None and _local(fn):
+        raise TypeError(
+            f"cannot pickle this CurvatureOperator: its {what} is {getattr(fn, '__qualname__', fn)!r}, a "
+            "lambda or a function defined inside another, which pickle cannot send. Build the operator in "
+            "the process that uses it: send what it is made of (hessian.from_mlp's operators pickle as their "
+            "model, params and batches), or give from_hvp module-level functions"
+        )
+
+
+def operator_reduce(self, protocol):
+    """pickle's hook: the recipe's ``(callable, args)``, or the instance's state when its functions
+    pickle by name (``from_hvp`` over module-level functions); else the TypeError of :func:`refuse_local`."""
+    recipe = vars(self).get("_recipe")
+    if recipe is not None:
+        return recipe(pickling=True)
+    names = vars(self).get("_check") or ("matvec", "matmat", "into")
+    for attr, what in zip(_FUNCTIONS, names):
+        refuse_local(what, vars(self).get(attr))
+    refuse_local("avoid", vars(self).get("_avoid"))
+    for attr in ("_quad", "_quad_then"):  # (set by library constructors only: with a recipe)
+        refuse_local("product", vars(self).get(attr))
+    return (_unpickled, (type(self), self.__getstate__()))  # (NativeByName's: modules by name, no lock)
+
+
+def _unpickled(cls, state: dict):
+    op = cls.__new__(cls)
+    op.__setstate__(state)
+    return op
+
+
+def operator_copy(self):
+    """A shallow copy: the same functions and data, its own counters."""
+    new = type(self).__new__(type(self))
+    vars(new).update(unlocked(vars(self)))
+    return new
+
+
+def operator_deepcopy(self, memo):
+    recipe = vars(self).get("_recipe")
+    if recipe is not None:
+        fn, args = recipe(pickling=False)
+        new = fn(*copy.deepcopy(args, memo))
+    else:  # (the functions are shared: deepcopy copies no function; the native modules kept by name)
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+    memo[id(self)] = new
+    return new
