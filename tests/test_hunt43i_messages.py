@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optkern.optim._lowp_config import check_block_scales
+from optkern.lowp import check_block_scales
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,7 @@ from optkern.optim._lowp_config import check_block_scales
 )
 def test_block_scale_counts_take_the_right_number(values, want):
     with pytest.raises(ValueError, match=want):
-        check_block_scales(np.array(values, np.float32), True, "w")
+        check_block_scales(np.array(values, np.float32), 3 * 64, 64, "w", nonnegative=True)
 
 
 torch = pytest.importorskip("torch")

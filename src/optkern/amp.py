@@ -71,7 +71,8 @@ __all__ = ["GradScaler", "OptState"]
 class GradScaler(ScalerPasses, LossScaling):
     """Dynamic loss scaling with ``torch.amp.GradScaler``'s keywords and defaults (no ``device``: the
     scale lives beside the grads) and methods (``scale``, ``unscale_``, ``step``, ``update``,
-    ``get_scale``, ``state_dict``); see the module docstring.
+    ``get_scale``, ``state_dict``; ``found_inf(optimizer)``: torch's ``_found_inf_per_device``); see the
+    module docstring.
 
     ``init_scale`` and ``update(new_scale)`` take a scale in float32's range whose reciprocal (the
     unscale's factor) is a finite float32: from 2.938737e-39 up. Zero, negative, non-finite and
@@ -118,6 +119,21 @@ class GradScaler(ScalerPasses, LossScaling):
     def get_scale(self) -> float:
         """The current scale (reads it back from the GPU: a synchronization there)."""
         return float(_backend.to_numpy(self._scale)[0]) if self.enabled else 1.0
+
+    @serialized
+    def found_inf(self, optimizer) -> bool:
+        """Whether ``optimizer``'s grads held an inf / NaN in this iteration (since the last
+        ``update()``, recorded by its ``step`` or ``unscale_``): its step was skipped, and
+        ``update()`` backs the scale off. torch's ``_found_inf_per_device(optimizer)`` as one bool
+        (read back from the GPU: a synchronization there); False for a disabled scaler. The way
+        to count skipped steps: the scale going down misses those at the backoff's floor.
+        RuntimeError when nothing was recorded for ``optimizer`` since the last ``update()``."""
+        if not self.enabled:
+            return False
+        found = self._iteration.states.get(id(optimizer), [None, None])[1]
+        if found is None:
+            raise RuntimeError("found_inf(): nothing recorded for this optimizer since the last update()")
+        return bool(_backend.to_numpy(found)[0])
 
     def is_enabled(self) -> bool:
         """Whether the scaler scales (torch's ``is_enabled``)."""

@@ -270,6 +270,32 @@ def n_blocks(n: int, block: int) -> int:
     return -(-n // block)
 
 
+def check_block_scales(scales, n: int, block: int, where: str = "scales", nonnegative: bool = False) -> None:
+    """ValueError naming ``where`` unless ``scales`` (NumPy or CuPy) are the 8-bit block scales of
+    ``n`` codes in blocks of ``block``: float32 of shape (n_blocks,), as :func:`quantize_blockwise`
+    returns them (another shape of that size is another layout, not these scales), none NaN / inf
+    (they decode to non-finite values, silently), and, for a state that is never negative
+    (``nonnegative``: stored in the unsigned map), none negative (the sign marks the signed map:
+    its codes below 128 would decode as other, positive, magnitudes). The one check of the scales,
+    shared by :func:`dequantize_blockwise` and the optimizers' state loaders (optkern.optim and
+    optkern.torch), so that what one refuses the others refuse alike."""
+    nb = n_blocks(n, block)
+    if scales.dtype != np.float32 or scales.shape != (nb,):
+        got = f"{scales.size} of {scales.dtype}" if scales.ndim <= 1 else f"{scales.dtype} of shape {scales.shape}"
+        want = _backend.counted(nb, "float32 block scale")
+        raise ValueError(f"{where}: expected {want} (shape ({nb},)), got {got}")
+    xp = _backend.array_module(scales)
+    bad = int(xp.count_nonzero(~xp.isfinite(scales)))
+    if bad:
+        raise ValueError(f"{where}: {_backend.counted(bad, 'non-finite block scale')} (NaN or inf)")
+    neg = int(xp.count_nonzero(scales < 0)) if nonnegative else 0
+    if neg:
+        raise ValueError(
+            f"{where}: {_backend.counted(neg, 'negative block scale')} (a negative scale marks the signed map; "
+            "this state is never negative: stored in the unsigned one)"
+        )
+
+
 def quantize_blockwise(x, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """float32 ``x`` -> (codes: uint8 of x's shape, scales: float32 per block of the flat array)."""
     x = _float32(x, cupy_ok=True)
@@ -289,6 +315,7 @@ def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
         raise TypeError(f"codes: expected a uint8 array, got {getattr(codes, 'dtype', type(codes).__name__)}")
     scales = _float32(scales, "scales", cupy_ok=True)
     block = _block(block)
+    check_block_scales(scales, codes.size, block)  # (negative ones allowed: they mark the signed map)
     xp, mod = _native(codes)
     out = _empty(codes, codes.shape, np.float32)
     with _backend._device_of(codes):

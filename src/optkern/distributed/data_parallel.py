@@ -11,6 +11,7 @@ import contextlib
 
 import numpy as np
 
+from .. import _backend
 from .._array_checks import byte_span
 from .._clip_checks import _check_no_overlap
 from ..optim._closure import steps_from_closure
@@ -69,7 +70,8 @@ class DistributedOptimizer(ClosureSteps):
     ``step(grads)`` = ``synchronize(grads)`` (averaged gradients written into ``grads``)
     then the wrapped optimizer's step. To work on the averaged gradients first (e.g.
     :func:`optkern.clip_grad_norm_`), call ``synchronize(grads)`` yourself and step inside
-    ``with opt.skip_synchronize():``. Write gradients straight into :meth:`grad_buffers`
+    ``with opt.skip_synchronize():`` (on every rank alike: see there, and ``check_replicas``,
+    a debug mode that compares the gradients stepped there). Write gradients straight into :meth:`grad_buffers`
     (views of the fusion buffers, and the direct gradients' own buffers) to skip the packing
     copies of small gradients too. Every rank passes an array for every parameter (zeros where
     its part of the batch gave none): a None grad is refused, since the ranks could disagree on
@@ -109,6 +111,7 @@ class DistributedOptimizer(ClosureSteps):
         self._buckets = make_buckets(self._params, self._bucket_bytes, self._direct_bytes)
         self._skip = False
         self._synced = False
+        self.check_replicas = False
 
     def _agreed_groups(self, params: list, new: int, state: bool = False) -> tuple:
         """(counts per group, the step's :class:`.hyper_check.HyperCheck`, every rank's digest of
@@ -302,7 +305,17 @@ class DistributedOptimizer(ClosureSteps):
 
     @contextlib.contextmanager
     def skip_synchronize(self):
-        """Inside: ``step`` uses the gradients as they are (after your own ``synchronize``)."""
+        """Inside: ``step`` uses the gradients as they are (after your own ``synchronize``).
+
+        They must stay the same on every rank: a rank that changes its averaged gradients alone
+        (clipping them without ``comm=``, so by its own norm) steps its replica with its own, and
+        the replicas drift apart silently (no step compares gradients: that would cost a pass
+        over them and their bytes every step). To look for it, set ``opt.check_replicas = True``
+        on every rank (a debug mode: each step inside this context hashes the gradients and the
+        hash rides in the step's hyper-parameter allreduce, no message of its own): gradients
+        that differ raise ValueError on every rank, naming one, before anything is stepped. Bit
+        equality: ``ordered=True`` averages are bitwise equal on every rank (MPI's own allreduce's
+        usually are, without that promise)."""
         self._skip = True
         try:
             yield self
@@ -325,7 +338,7 @@ class DistributedOptimizer(ClosureSteps):
             self._step_grown(grads)
             return
         err: Exception | None = None
-        w = None
+        w, debug = None, False
         if self._skip and not self._synced:  # (agreed below: every rank raises it)
             err = RuntimeError(
                 "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
@@ -334,11 +347,14 @@ class DistributedOptimizer(ClosureSteps):
             if not self._skip:
                 grads, w = self._checked(grads)
             check_optimizer_step(self.optimizer, grads)  # a refused step must not find grads averaged
+            debug = _backend.flag("check_replicas", self.check_replicas)  # (a bad one: refused together)
         except (TypeError, ValueError) as e:
             err = e
+        # (check_replicas, a debug mode: the stepped grads' hash rides in the step's allreduce below)
+        digest = hyper_check.grads_digest(grads) if debug and self._skip and err is None else None
         # (every rank, every step: an error on one rank raises on every rank, as does a step inside
         # skip_synchronize() on some ranks only: the others' reduction would wait for them)
-        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight))
+        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight), digest)
         if not self._skip:
             self._reduce(grads, w)
         self.optimizer.step(grads)

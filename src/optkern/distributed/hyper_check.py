@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _backend
-from .agreement import _canon, _raise_any, _said, extremes, groups_error, mode_error
+from .agreement import _canon, _raise_any, _said, extremes, groups_error, mode_error, state_digest
 
 #: The low-precision options, as LowpConfig's fields name them -> the keyword.
 _LOWP_KEYWORDS = {
@@ -166,13 +166,17 @@ class HyperCheck:
             for g in self.optimizer.param_groups
         ]
 
-    def __call__(self, err: Exception | None = None, skip: bool = False, mode: int = 0) -> None:
+    def __call__(
+        self, err: Exception | None = None, skip: bool = False, mode: int = 0, grads: int | None = None
+    ) -> None:
         """``err``: this rank's step refused its input (TypeError / ValueError, or RuntimeError):
         raised here after the allreduce, and on every other rank as the same type naming this rank.
         ``skip``: this step is inside ``skip_synchronize()`` (no reduction), ``mode``: how it
         reduces (:func:`.agreement.reduce_mode`, 0..2): in the hash too, as a step inside it on
         some ranks only left the others waiting in their reduction, and a mean on some ranks
-        beside a (weighted) sum on others gave each another average."""
+        beside a (weighted) sum on others gave each another average. ``grads``: a 48-bit digest of
+        the gradients the step takes (``grads_digest``; ``DistributedOptimizer.check_replicas``
+        inside ``skip_synchronize()``), folded into the hash: no message of its own."""
         if err is None:
             snap = self._snapshot()
             try:
@@ -183,7 +187,8 @@ class HyperCheck:
                 self._sig = signature(self.optimizer, self.counts, self.words)  # (the step checked the values)
                 self._hash, self._snap = _digest(self._sig), snap
         # (hashes are < 2**48, so 8h + 2 mode + skip is exact in a float64; >= 0: -1 differs from all)
-        h = 8.0 * self._hash + 2 * mode + bool(skip) if err is None else -1.0
+        key = self._hash if grads is None else float(int(self._hash) ^ grads)
+        h = 8.0 * key + 2 * mode + bool(skip) if err is None else -1.0
         hi = lo = np.array([h])
         if self.comm.size > 1:
             # the step's header (.agreement.extremes: MPI's own max, exact in any order, never NaN;
@@ -194,9 +199,9 @@ class HyperCheck:
             if err is not None:
                 raise err
             return
-        got = self.comm.allgather_object((_said(err), self._sig, bool(skip), mode))
+        got = self.comm.allgather_object((_said(err), self._sig, bool(skip), mode, grads))
         # a group added on some ranks only first (their steps' own errors follow from it)
-        bad_groups = groups_error("step", [len(sig[2]) for _, sig, _, _ in got])
+        bad_groups = groups_error("step", [len(sig[2]) for _, sig, *_ in got])
         if bad_groups is not None:
             raise bad_groups
         try:
@@ -205,7 +210,7 @@ class HyperCheck:
             if e is err:
                 raise
             raise type(e)(f"step: {e}") from None
-        skips = [s for _, _, s, _ in got]
+        skips = [g[2] for g in got]
         if any(s != skips[0] for s in skips):
             r = skips.index(not skips[0])
             raise RuntimeError(
@@ -213,14 +218,39 @@ class HyperCheck:
                 f"{0 if skips[r] else r} (every rank steps alike: the ranks outside reduce the gradients, "
                 "a collective the others never enter)"
             )
-        bad_mode = mode_error("step", [m for *_, m in got])
+        bad_mode = mode_error("step", [g[3] for g in got])
         if bad_mode is not None:
             raise bad_mode
         try:
-            check_same_groups([sig for _, sig, _, _ in got], self.words)
+            check_same_groups([sig for _, sig, *_ in got], self.words)
         except ValueError as e:
             raise ValueError(
                 f"step: the ranks' hyper-parameters differ, changed after construction on some ranks only: {e}"
             ) from None
-        # (equal signatures, different hashes: not reachable -- the hash is of the signature)
+        bad_grads = grads_error([g[4] for g in got])
+        if bad_grads is not None:
+            raise bad_grads
+        # (equal signatures and grads, different hashes: not reachable -- the hash is of them)
         raise AssertionError("hyper-parameter hashes differ between equal signatures")
+
+
+def grads_digest(grads: list) -> int:
+    """A 48-bit hash of the gradients' bytes (dtype, shape and values, NaN equal to NaN), for
+    :class:`HyperCheck`'s ``grads``: the ranks compare their averaged gradients without sending them."""
+    return int(_digest(state_digest(grads)))
+
+
+def grads_error(digests: list) -> ValueError | None:
+    """The error of the ranks' gradient digests (:func:`grads_digest`, None where not taken) when
+    they differ: the check set on some ranks only, or gradients that differ after ``synchronize``."""
+    r = next((i for i, d in enumerate(digests) if d != digests[0]), None)
+    if r is None:
+        return None
+    if None in digests:
+        on, off = (r, 0) if digests[0] is None else (0, r)
+        return ValueError(f"step: check_replicas is set on rank {on}, not on rank {off} (set it alike on every rank)")
+    return ValueError(
+        f"step: inside skip_synchronize() the gradients on rank {r} differ from rank 0's (changed after "
+        "synchronize() on some ranks only, e.g. clipped without comm=: each replica would step with its "
+        "own and drift apart); nothing was stepped"
+    )

@@ -93,20 +93,3 @@ def element_starts(groups: list, size: Callable[[Any], int] | None = None) -> li
             starts.append(base)
             base += math.prod(p.shape) if size is None else size(p)
     return starts
-
-
-def check_block_scales(scales: np.ndarray, nonnegative: bool, where: str) -> None:
-    """ValueError naming the saved 8-bit scales ``where`` (host float32, one per block) when one is
-    NaN / inf (it decodes to non-finite moments, which were then refused naming the codes: the
-    entry that is right), or, for a state that is never negative (``nonnegative``: stored in the
-    unsigned map), when one is negative (the sign marks the signed map: its codes below 128 would
-    load as other, positive, magnitudes, silently). Shared by optkern.optim and optkern.torch."""
-    bad = int(np.count_nonzero(~np.isfinite(scales)))
-    if bad:
-        raise ValueError(f"{where}: {bad} non-finite block scale{'s' if bad > 1 else ''} (NaN or inf)")
-    neg = int(np.count_nonzero(scales < 0)) if nonnegative else 0
-    if neg:
-        raise ValueError(
-            f"{where}: {neg} negative block scale{'s' if neg > 1 else ''} (a negative scale marks the signed map; "
-            "this state is never negative: stored in the unsigned one)"
-        )

@@ -14,7 +14,7 @@ import numpy as np
 from .. import _backend, lowp
 from .._lowp_schema import as_optim
 from .._serial import serialized
-from ._lowp_config import _MASTER, STATE_DTYPES, _host, check_block_scales
+from ._lowp_config import _MASTER, STATE_DTYPES, _host
 from ._parts import OptimizerParts
 from ._state_checks import NONNEGATIVE
 
@@ -182,16 +182,7 @@ class LowpStateDictMixin(OptimizerParts):
                 )
             at = f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]"
             scales = _host(scales, at)
-            nb = lowp.n_blocks(codes.size, block)
-            if scales.dtype != np.float32 or scales.shape != (nb,):
-                got = (
-                    f"{scales.size} of {scales.dtype}"
-                    if scales.ndim <= 1
-                    else f"{scales.dtype} of shape {scales.shape}"
-                )
-                want = _backend.counted(nb, "float32 block scale")
-                raise ValueError(f"{at}: expected {want} (shape ({nb},)), got {got}")
-            check_block_scales(scales, k in NONNEGATIVE, at)
+            lowp.check_block_scales(scales, codes.size, block, at, nonnegative=k in NONNEGATIVE)
             return lowp.dequantize_blockwise(codes, scales, block)
         # (a torch tensor too: torch.optim's state of a bfloat16 model is bfloat16, refused as "not
         # floating-point" by the checks that follow)

@@ -12,6 +12,15 @@ int >= 0), composable like optax's (:func:`chain`, :func:`sequential`,
 
 ``Scheduler(opt, s, relative=True)`` multiplies each group's configured value
 by ``s(t)`` instead (per-group ratios kept, as torch's ``LambdaLR``).
+
+Unlike torch's schedulers, two Schedulers on one entry do not chain: torch's
+chainable ones (``StepLR``, ``MultiStepLR``, ``ExponentialLR``...) each
+multiply the current lr by their factor, so two of them on one optimizer give
+the product; a Scheduler writes its own value, and the last one to step wins.
+Combine the schedules instead, one Scheduler for the product::
+
+    # torch: StepLR(opt, 30, 0.1) and ExponentialLR(opt, 0.99) on one optimizer
+    Scheduler(opt, chain(step_decay(1.0, 30, 0.1), exponential(1.0, 0.99)), relative=True)
 :class:`ReduceLROnPlateau` (torch's) cuts each group's lr when a metric stops improving.
 """
 

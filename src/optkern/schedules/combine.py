@@ -80,7 +80,10 @@ class linear_warmup(Schedule):
 
 
 class chain(Schedule):
-    """The product of schedules: ``s1(t) * s2(t) * ...`` (torch ChainedScheduler)."""
+    """The product of schedules: ``s1(t) * s2(t) * ...`` (torch ChainedScheduler). With
+    ``Scheduler(..., relative=True)`` it is what torch's chainable schedulers (StepLR, MultiStepLR,
+    ExponentialLR...) give when several step one optimizer: two optkern Schedulers on one entry do
+    not multiply (the last one's value is written), so chain their schedules into one."""
 
     def __init__(self, *schedules):
         if not schedules:

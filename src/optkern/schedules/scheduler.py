@@ -67,6 +67,14 @@ class Scheduler:
     step 0, and every :meth:`step` advances one step and writes its value.
     :meth:`state_dict` / :meth:`load_state_dict` hold the step and the base
     values, so a resumed run writes exactly the values of an uninterrupted one.
+
+    Unlike torch: two Schedulers driving one entry do not chain (torch's
+    chainable schedulers multiply the current value; a Scheduler writes
+    ``schedule(t)``, or the base value times it, so the last one to step
+    wins). Drive the entry with one Scheduler over :func:`chain` of the
+    schedules (their product, relative=True for torch's StepLR / ExponentialLR
+    pair). A second Scheduler built on an entry replaces the first (a new
+    phase, a rebuilt run), which is why it is not refused.
     """
 
     def __init__(self, optimizer, schedule, *, relative: bool = False, key: str = "lr", index: int | None = None):

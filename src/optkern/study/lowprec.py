@@ -60,10 +60,10 @@ class HalfWeights:
         if self.scaler is None:
             opt.step(self.grads(grads))
         else:
-            before = self.scaler.get_scale()
             self.scaler.step(opt, self.grads(grads))
+            # the step's own flag: the scale going down missed the skips at the backoff's floor
+            self.skipped += int(self.scaler.found_inf(opt))
             self.scaler.update()
-            self.skipped += int(self.scaler.get_scale() < before)  # backed off: the step was skipped
         self.sync()
 
 

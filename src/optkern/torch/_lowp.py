@@ -39,7 +39,7 @@ from .. import lowp
 from .._array_checks import counted
 from .._foreign import refuse_meta, shown_values
 from ..optim._lowp import _saved_seed
-from ..optim._lowp_config import _MASTER, LowpConfig, check_block_scales
+from ..optim._lowp_config import _MASTER, LowpConfig
 from ..optim._state_checks import NONNEGATIVE
 from . import _views
 from ._checks_state import check_values
@@ -221,13 +221,8 @@ def _widen(entry: dict, k: str, where: str, n_p: int | None = None) -> np.ndarra
         if isinstance(block, bool) or not isinstance(block, int):
             raise ValueError(f"{where}[{_BLOCK!r}]: 8-bit state needs its block size (an int)")
         block = lowp._block(block)
-        if scales.numel() != lowp.n_blocks(v.numel(), block):
-            raise ValueError(
-                f"{where}[{k + '_scale'!r}]: expected {lowp.n_blocks(v.numel(), block)} block scales, "
-                f"got {scales.numel()}"
-            )
         host = scales.detach().cpu().numpy()
-        check_block_scales(host, k in NONNEGATIVE, f"{where}[{k + '_scale'!r}]")  # (NaN / inf, signs)
+        lowp.check_block_scales(host, v.numel(), block, f"{where}[{k + '_scale'!r}]", nonnegative=k in NONNEGATIVE)
         return lowp.dequantize_blockwise(v.numpy().reshape(-1), host, block)
     if not v.is_floating_point():
         raise TypeError(f"{where}[{k!r}]: expected a floating-point or uint8 (8-bit) tensor, got {v.dtype}")
