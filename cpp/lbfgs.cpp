@@ -123,16 +123,17 @@ void push(const History& h, T* s_new, T* y_new, const T* g, T* prev_g, const T* 
   const auto chunks = column_chunks(n);
   std::vector<double> part(chunks.size() * size_t(Q), 0.0);
   const T tt = T(t);
-  // Each thread's scratch for the new pair of a sub-block (lbfgs_blocks.hpp's push_block): 2 values
-  // per element of a sub-block, at most kSub of them (a small model's n fewer).
-  const PerThread<T> scratch(2 * std::min(kSub, n));
+  // Each thread's scratch for the new pair of a run (lbfgs_blocks.hpp's push_block): 2 values per
+  // element of a run, at most push_run<T>() of them (a small model's n fewer).
+  constexpr int64_t run = lbfgs::push_run<T>();
+  const PerThread<T> scratch(2 * std::min(run, n));
   const bool stream = streaming::stream_output(n, sizeof(T));
   py::gil_scoped_release nogil;
   for_each_chunk(chunks, n * (2 * k + 5), [&](const Chunk& c) {  // the rows, s_new, y_new, g, prev_g, d
     double* acc = part.data() + size_t(&c - chunks.data()) * size_t(Q);
     T* mine = scratch.mine();
-    for (int64_t lo = c.start; lo < c.start + c.len; lo += kSub)
-      push_block<T>(h.S, h.Y, k, lo, std::min(kSub, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, mine,
+    for (int64_t lo = c.start; lo < c.start + c.len; lo += run)
+      push_block<T>(h.S, h.Y, k, lo, std::min(run, c.start + c.len - lo), s_new, y_new, g, prev_g, d, tt, mine,
                     stream, acc);
   });
   for (int64_t q = 0; q < Q; ++q) out[q] = 0.0;

@@ -2,6 +2,7 @@
 // column chunks): the push's inner products of every history row with the new pair and gradient,
 // and the direction's accumulation over the rows. Included by lbfgs.cpp only.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -29,8 +30,19 @@ namespace rs = rules;
 // 100: 4096 columns 75 / 88 / 89-93%, 16384 84 / 100 / 101%, 32768 91 / 102 / 99-102%.
 constexpr int64_t kSub = 32768;
 
-// One sub-block of the push pass (compiled per ISA level): the new pair, then the dots of every
-// row with the cache-resident new pair and gradient, added to acc. The pair is formed in this
+// Columns of one push_block call, the run each history row streams a visit: 256 KiB of a row whatever
+// T (float32 65536 columns = one parallel.hpp chunk, float64 32768), with the pair and g (3 x 256 KiB)
+// still in L2. The sums keep kSub-column pieces (row_passes), so the bits are kSub's. Push alone,
+// process CPU time against 32768-column runs, 2 threads, 6 processes each alternated, host loaded
+// 13-18 (2026-12-07): 8M k = 100 median pair ratio 0.87 [0.81, 1.14], 16M k = 10 1.00 [0.97, 1.02].
+template <class T>
+constexpr int64_t push_run() {
+  return kSub * int64_t(sizeof(double) / sizeof(T));
+}
+
+// One run of the push pass (compiled per ISA level; len <= push_run<T>()): the new pair, then the
+// dots of every row with the cache-resident new pair and gradient, added to acc kSub columns at a
+// time (the pair's own sums too). The pair is formed in this
 // thread's `scratch` (2 len values, in L2), which the row dots read, and then written to
 // s_new, y_new: streamed when `stream` (vectors of 16 MiB and up), so that those two are written
 // once instead of first being read (write-allocate) -- 2 of the 8 array passes the push makes
@@ -39,7 +51,7 @@ template <class T>
 OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, T* sn, T* yn,
                           const T* g, T* prev_g, const T* d, T t, T* scratch, bool stream, double* acc) {
   T* OK_RESTRICT sc = scratch;
-  T* OK_RESTRICT yc = scratch + len;  // (the caller's scratch holds 2 len values, len <= kSub)
+  T* OK_RESTRICT yc = scratch + len;  // (the caller's scratch holds 2 len values, len <= push_run<T>())
   T* OK_RESTRICT pg = prev_g + lo;
   const T* OK_RESTRICT gg = g + lo;
   const T* OK_RESTRICT dd = d + lo;
@@ -49,15 +61,18 @@ OK_CLONES void push_block(const ArrayList& S, const ArrayList& Y, int64_t k, int
     sc[i] = t * dd[i];
     pg[i] = gg[i];
   }
-  push_rows<T>(S, Y, k, lo, len, sc, yc, gg, acc);
-  T v[rs::kPushSelf];
-  lane_sums<rs::kPushSelf, T>(len, [&](int64_t i, T* w) {
-    w[rs::kYS] = yc[i] * sc[i];
-    w[rs::kYY] = yc[i] * yc[i];
-    w[rs::kGS] = gg[i] * sc[i];
-    w[rs::kGY] = gg[i] * yc[i];
-  }, v);
-  for (int q = 0; q < rs::kPushSelf; ++q) acc[rs::kPushPerRow * k + q] += double(v[q]);
+  push_rows<T>(S, Y, k, lo, len, kSub, sc, yc, gg, acc);
+  for (int64_t p = 0; p < len; p += kSub) {  // the pair's own sums, per kSub piece as the rows'
+    const int64_t pl = std::min(kSub, len - p);
+    T v[rs::kPushSelf];
+    lane_sums<rs::kPushSelf, T>(pl, [&](int64_t i, T* w) {
+      w[rs::kYS] = yc[p + i] * sc[p + i];
+      w[rs::kYY] = yc[p + i] * yc[p + i];
+      w[rs::kGS] = gg[p + i] * sc[p + i];
+      w[rs::kGY] = gg[p + i] * yc[p + i];
+    }, v);
+    for (int q = 0; q < rs::kPushSelf; ++q) acc[rs::kPushPerRow * k + q] += double(v[q]);
+  }
   streaming::write_row(sn + lo, len, stream, [&](int64_t i) { return sc[i]; });
   streaming::write_row(yn + lo, len, stream, [&](int64_t i) { return yc[i]; });
   if (stream) streaming::stream_fence();

@@ -82,11 +82,13 @@ OK_LANE_INLINE void row_dots(int64_t len, const T* OK_RESTRICT sc, const T* OK_R
 }
 
 // Rows j, j + 1, ... k - 1 in passes of R, the last (k - j) mod R rows in one shorter pass (no row
-// repeated); each row's sums in T within the sub-block (float32: twice the lanes, no conversions),
-// then added to its float64 acc.
+// repeated). A pass walks its rows over the whole run [lo, lo + len) in pieces of `piece` columns:
+// each row's sums in T within a piece (float32: twice the lanes, no conversions), then added to its
+// float64 acc, piece after piece: each row's sums are those of one piece a visit, in the same order,
+// so a run of several pieces (fewer restarts of each row's stream) changes no bits.
 template <class T, int R, int H>
 OK_LANE_INLINE void row_passes(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t j, int64_t lo, int64_t len,
-                               const T* sc, const T* yc, const T* gg, double* acc) {
+                               int64_t piece, const T* sc, const T* yc, const T* gg, double* acc) {
   for (; j + R <= k; j += R) {
     const T* srow[R];
     const T* yrow[R];
@@ -94,13 +96,19 @@ OK_LANE_INLINE void row_passes(const ArrayList& S, const ArrayList& Y, int64_t k
       srow[r] = S.ptr<T>(size_t(j + r)) + lo;
       yrow[r] = Y.ptr<T>(size_t(j + r)) + lo;
     }
-    T v[R][rs::kPushPerRow];
-    row_dots<T, R, H>(len, sc, yc, gg, srow, yrow, v);
-    for (int r = 0; r < R; ++r)
-      for (int q = 0; q < rs::kPushPerRow; ++q) acc[(j + r) * rs::kPushPerRow + q] += double(v[r][q]);
+    for (int64_t p = 0; p < len; p += piece) {
+      const int64_t pl = len - p < piece ? len - p : piece;
+      T v[R][rs::kPushPerRow];
+      row_dots<T, R, H>(pl, sc + p, yc + p, gg + p, srow, yrow, v);
+      for (int r = 0; r < R; ++r) {
+        for (int q = 0; q < rs::kPushPerRow; ++q) acc[(j + r) * rs::kPushPerRow + q] += double(v[r][q]);
+        srow[r] += pl;
+        yrow[r] += pl;
+      }
+    }
   }
   if constexpr (R > 1)
-    if (j < k) row_passes<T, R - 1, H>(S, Y, k, j, lo, len, sc, yc, gg, acc);
+    if (j < k) row_passes<T, R - 1, H>(S, Y, k, j, lo, len, piece, sc, yc, gg, acc);
 }
 
 // Rows a pass: zmm, 5 R = 25 accumulators + 5 operands of AVX-512's 32 registers; ymm halves (16
@@ -114,17 +122,17 @@ constexpr int kRowsZmm = 5, kRowsYmm = 3;
 // the tests pin both forms' bits on an AVX-512 machine.
 template <class T>
 __attribute__((target("arch=x86-64-v4"))) void push_rows_zmm(const ArrayList& S, const ArrayList& Y, int64_t k,
-                                                             int64_t lo, int64_t len, const T* sc, const T* yc,
-                                                             const T* gg, double* acc) {
-  row_passes<T, kRowsZmm, 1>(S, Y, k, 0, lo, len, sc, yc, gg, acc);
+                                                             int64_t lo, int64_t len, int64_t piece, const T* sc,
+                                                             const T* yc, const T* gg, double* acc) {
+  row_passes<T, kRowsZmm, 1>(S, Y, k, 0, lo, len, piece, sc, yc, gg, acc);
 }
 
 template <class T>
 __attribute__((target_clones("arch=x86-64-v3", "default"))) void push_rows_ymm(const ArrayList& S, const ArrayList& Y,
                                                                                int64_t k, int64_t lo, int64_t len,
-                                                                               const T* sc, const T* yc, const T* gg,
-                                                                               double* acc) {
-  row_passes<T, kRowsYmm, 2>(S, Y, k, 0, lo, len, sc, yc, gg, acc);
+                                                                               int64_t piece, const T* sc, const T* yc,
+                                                                               const T* gg, double* acc) {
+  row_passes<T, kRowsYmm, 2>(S, Y, k, 0, lo, len, piece, sc, yc, gg, acc);
 }
 
 inline bool push_rows_in_zmm() {
@@ -133,21 +141,21 @@ inline bool push_rows_in_zmm() {
 }
 
 template <class T>
-void push_rows(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, const T* sc, const T* yc,
-               const T* gg, double* acc) {
+void push_rows(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, int64_t piece, const T* sc,
+               const T* yc, const T* gg, double* acc) {
   if (push_rows_in_zmm())
-    push_rows_zmm<T>(S, Y, k, lo, len, sc, yc, gg, acc);
+    push_rows_zmm<T>(S, Y, k, lo, len, piece, sc, yc, gg, acc);
   else
-    push_rows_ymm<T>(S, Y, k, lo, len, sc, yc, gg, acc);
+    push_rows_ymm<T>(S, Y, k, lo, len, piece, sc, yc, gg, acc);
 }
 #else
 template <class T>
-OK_LANE_INLINE void push_rows(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len, const T* sc,
-                              const T* yc, const T* gg, double* acc) {
+OK_LANE_INLINE void push_rows(const ArrayList& S, const ArrayList& Y, int64_t k, int64_t lo, int64_t len,
+                              int64_t piece, const T* sc, const T* yc, const T* gg, double* acc) {
 #if defined(__AVX512F__)
-  row_passes<T, kRowsZmm, 1>(S, Y, k, 0, lo, len, sc, yc, gg, acc);
+  row_passes<T, kRowsZmm, 1>(S, Y, k, 0, lo, len, piece, sc, yc, gg, acc);
 #else
-  row_passes<T, kRowsYmm, 2>(S, Y, k, 0, lo, len, sc, yc, gg, acc);
+  row_passes<T, kRowsYmm, 2>(S, Y, k, 0, lo, len, piece, sc, yc, gg, acc);
 #endif
 }
 #endif

@@ -17,7 +17,7 @@ from optkern.benchmarks import optim as boptim
 from optkern.benchmarks.timing import Plan, Row, Timing, format_table, time_cpu, write_json
 from optkern.cli import main
 
-HEADER = re.compile(r"^case\s+optkern ms\s+best torch ms\s+torch/ok\s+GB/s\s+%probe\s+note$", re.M)
+HEADER = re.compile(r"^case\s+optkern ms\s+best torch ms\s+torch/ok\s+CPU ms\s+CPU t/ok\s+GB/s\s+%probe\s+note$", re.M)
 SUITES = ("optim", "norm", "hvp")
 
 
@@ -39,8 +39,10 @@ def _check_json(path, suites) -> list:
         t = r["ours"]
         assert 0 < t["q1_ms"] <= t["median_ms"] <= t["q3_ms"] and math.isfinite(t["q3_ms"]), r
         assert t["repeats"] >= 1
+        assert 0 < t["cpu"]["median_ms"] < math.inf and t["cpu"]["repeats"] == t["repeats"], r  # CPU runs
         for impl in r["torch"].values():
-            assert 0 < impl["median_ms"] < math.inf
+            assert 0 < impl["median_ms"] < math.inf and 0 < impl["cpu"]["median_ms"] < math.inf
+        assert (r["cpu_ratio"] is None) == (r["ratio"] is None), r
         if r["bytes_moved"]:
             assert r["gbs"] > 0 and r["pct_probe"] > 0
     probes = [r for r in rows if r["kind"] == "probe"]
@@ -111,7 +113,9 @@ def test_bad_thread_count_is_a_usage_error(capsys):
 def test_timing_statistics_and_table():
     t = time_cpu(lambda: sum(range(1000)), Plan(warmup=1, min_repeats=7, max_repeats=7, budget_s=0.0))
     assert t.repeats == 7 and 0 < t.q1_ms <= t.median_ms <= t.q3_ms
-    ours, theirs = Timing(2.0, 1.5, 2.5, 5), Timing(3.0, 3.0, 3.0, 5)
+    assert t.cpu is not None and t.cpu.repeats == 7 and 0 < t.cpu.q1_ms <= t.cpu.median_ms <= t.cpu.q3_ms
+    ours = Timing(2.0, 1.5, 2.5, 5, cpu=Timing(4.0, 4.0, 4.0, 5))
+    theirs = Timing(3.0, 3.0, 3.0, 5, cpu=Timing(10.0, 9.0, 11.0, 5))
     with_torch = Row(
         "optim", "x", ours, bytes_moved=4e6, torch={"fused": theirs, "foreach": Timing(4, 4, 4, 5)}, probe_gbs=4.0
     )
@@ -119,11 +123,15 @@ def test_timing_statistics_and_table():
     assert with_torch.best_torch == ("fused", theirs) and with_torch.ratio == pytest.approx(1.5)
     assert with_torch.gbs == pytest.approx(2.0) and with_torch.pct_probe == pytest.approx(50.0)
     assert ours.spread == pytest.approx(0.5)
-    lines = format_table([with_torch, alone]).splitlines()
-    assert re.search(r"optim: x\s+2\.000 ±50%\s+3\.000 ±0% \(fused\)\s+1\.50\s+2\.0\s+50$", lines[2]), lines[2]
-    assert re.search(r"hvp: y\s+2\.000 ±50%\s+—\s+—\s+—\s+—$", lines[3]), lines[3]
-    d = alone.as_dict()
-    assert d["ratio"] is None and d["gbs"] is None and d["best_torch_ms"] is None
+    assert with_torch.cpu_ratio == pytest.approx(2.5)  # the CPU time of the same implementation, fused
+    lines = format_table([with_torch, alone, Row("hvp", "gpu", Timing(1.0, 1.0, 1.0, 1))]).splitlines()
+    want = r"optim: x\s+2\.000 ±50%\s+3\.000 ±0% \(fused\)\s+1\.50\s+4\.000 ±0%\s+2\.50\s+2\.0\s+50$"
+    assert re.search(want, lines[2]), lines[2]
+    assert re.search(r"hvp: y\s+2\.000 ±50%\s+—\s+—\s+4\.000 ±0%\s+—\s+—\s+—$", lines[3]), lines[3]
+    assert re.search(r"hvp: gpu\s+1\.000 ±0%\s+—\s+—\s+—\s+—\s+—\s+—$", lines[4]), lines[4]  # no CPU time
+    d, w = alone.as_dict(), with_torch.as_dict()
+    assert d["ratio"] is None and d["gbs"] is None and d["best_torch_ms"] is None and d["cpu_ratio"] is None
+    assert w["cpu_ratio"] == pytest.approx(2.5) and w["ours"]["cpu"]["median_ms"] == 4.0
 
 
 def test_write_json_is_strict(tmp_path):

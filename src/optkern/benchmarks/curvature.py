@@ -7,16 +7,19 @@
 * Block HVP: ``k = 8`` directions through one forward pass (``MLP.hvp_block``)
   against 8 single HVPs, alternated in one loop; the ratio is the median of
   (8 singles) / (one block). Target >= 2.
+
+On the CPU each row also carries the process CPU time of the same runs (``timing.clocked``).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from .timing import Row, Timing
+from .timing import Row, Timing, _stats, clocked
 
 
 def _sync(device):
@@ -59,9 +62,23 @@ class _Timed:
         )
 
 
-def _timing(samples_ms):
-    q = statistics.quantiles(samples_ms, n=4, method="inclusive") if len(samples_ms) > 1 else [samples_ms[0]] * 3
-    return Timing(statistics.median(samples_ms), q[0], q[2], len(samples_ms))
+def _timing(samples, device) -> Timing:
+    """Timing of (wall ms, CPU ms) samples; the CPU time on the CPU only (a GPU run's is the host's
+    launch and wait work)."""
+    wall, cpu = zip(*samples)
+    t = _stats(list(wall))
+    return replace(t, cpu=_stats(list(cpu))) if device == "cpu" else t
+
+
+def _synced(fn, device):
+    """``fn`` run between two synchronizations of the current stream (GPU), so that its clocks cover its work."""
+
+    def call():
+        _sync(device)
+        fn()
+        _sync(device)
+
+    return call
 
 
 def lanczos_overhead(op, steps, device, repeats, modes=("partial", "full", "none")):
@@ -73,14 +90,17 @@ def lanczos_overhead(op, steps, device, repeats, modes=("partial", "full", "none
         totals, ratios = [], []
         for _ in range(repeats):
             t = _Timed(op, device)
-            _sync(device)
-            t0 = time.perf_counter()
-            hessian.spectral_density(t.op, num_probes=1, steps=steps, grid=1000, reorthogonalize=mode)
-            _sync(device)
-            total = time.perf_counter() - t0
-            totals.append(total * 1e3)
-            ratios.append(total / t.inside)
-        out[mode] = (_timing(totals), ratios)
+            wall, cpu = clocked(
+                _synced(
+                    lambda t=t, mode=mode: hessian.spectral_density(
+                        t.op, num_probes=1, steps=steps, grid=1000, reorthogonalize=mode
+                    ),
+                    device,
+                )
+            )
+            totals.append((wall, cpu))
+            ratios.append(wall / 1e3 / t.inside)
+        out[mode] = (_timing(totals, device), ratios)
     return out
 
 
@@ -92,20 +112,19 @@ def block_speedup(model, params, x, y, k, device, repeats):
     rows = [xp.ascontiguousarray(V[i]) for i in range(k)]
     model.hvp_block(params, x, y, V)  # warm-up
     model.hvp(params, x, y, rows[0])
-    blocks, singles = [], []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        model.hvp_block(params, x, y, V)
-        _sync(device)
-        t1 = time.perf_counter()
+    block = _synced(lambda: model.hvp_block(params, x, y, V), device)
+
+    def eight():
         for r in rows:
             model.hvp(params, x, y, r)
-        _sync(device)
-        t2 = time.perf_counter()
-        blocks.append((t1 - t0) * 1e3)
-        singles.append((t2 - t1) * 1e3)
-    return _timing(blocks), _timing(singles), [s / b for s, b in zip(singles, blocks)]
+
+    eight_synced = _synced(eight, device)
+    blocks, singles = [], []
+    for _ in range(repeats):
+        blocks.append(clocked(block))
+        singles.append(clocked(eight_synced))
+    ratios = [s[0] / b[0] for s, b in zip(singles, blocks)]
+    return _timing(blocks, device), _timing(singles, device), ratios
 
 
 def _spread(xs):

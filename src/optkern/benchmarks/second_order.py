@@ -10,10 +10,10 @@ and the row falls back to 2M parameters where less than 16 GB of memory is avail
 "via optkern.torch" row (history 10) runs torch's own benchmark code with the import changed to
 ``optkern.torch.LBFGS``: torch's closure and tensors, the adapter's views and checks included.
 
-On the CPU each L-BFGS row's note also gives the process CPU time per step (all threads, median of
-the timed calls) of optkern and torch and their ratio: on a 2-vCPU shared host the wall clock also
-measures whether a step's two threads got both CPUs (bench/RESULTS.md, 54th session, h320: one
-process's history-100 steps took 404-803 ms wall at a constant ~600 ms of CPU), the CPU time does not.
+On the CPU the L-BFGS rows' CPU columns (as every row's: ``timing.clocked``) matter most: on a
+2-vCPU shared host the wall clock also measures whether a step's two threads got both CPUs
+(bench/RESULTS.md, 54th session, h320: one process's history-100 steps took 404-803 ms wall at a
+constant ~600 ms of CPU), the CPU time does not.
 
 Kernel rows (optkern only, compared with the probe): ``lbfgs_push_`` reads the ``2k`` history rows
 and ``g, prev_g, d`` and writes ``s_new, y_new, prev_g``: ``4n (2k + 6)`` bytes;
@@ -41,7 +41,6 @@ optkern.torch.SAM over optkern.torch.SGD against the reference implementation's 
 from __future__ import annotations
 
 import functools
-import time
 
 import numpy as np
 
@@ -129,38 +128,6 @@ def _available_bytes() -> int:
     return 0
 
 
-def _cpu_timed(make, sink: list):
-    """The factory ``make`` (``compare``'s kind), its call recording each call's process CPU time (ms)
-    in ``sink`` (warm-up calls first: ``_cpu_note`` takes the last ``repeats``)."""
-
-    def factory():
-        fn = make()
-        if fn is None:
-            return None
-
-        def call():
-            t0 = time.process_time()
-            fn()
-            sink.append((time.process_time() - t0) * 1e3)
-
-        return call
-
-    return factory
-
-
-def _cpu_note(row: Row, ours: list, theirs: list) -> None:
-    """Appends the CPU time per step of optkern and the fastest torch implementation (medians of
-    their timed calls) and the ratio to ``row.note``."""
-    name, best = row.best_torch
-    if best is None or not ours or not theirs:
-        return
-    mine = float(np.median(ours[-row.ours.repeats :]))
-    other = float(np.median(theirs[-best.repeats :]))
-    if mine > 0:
-        cpu = f"CPU time a step {mine:.1f} vs {other:.1f} ms = {other / mine:.2f}x"
-        row.note = "; ".join(filter(None, [row.note, cpu]))
-
-
 def _lbfgs_rows(torch, quick, plan, device="cpu"):
     xp = np
     if device == "cuda":  # (the GPU's memory holds history 100 of 16M: 12.8 GB)
@@ -168,12 +135,8 @@ def _lbfgs_rows(torch, quick, plan, device="cpu"):
     big = 16 * M if device == "cuda" or _available_bytes() >= 16 << 30 else 2 * M  # history 100 x 2 rows x 4 B x n
     rows = []
     for n, hist in ((M if quick else 16 * M, 10), (M // 4 if quick else big, 100 if not quick else 20)):
-        cpu_ours: list = []
-        cpu_torch: list = []
         make_ours = functools.partial(_ours_lbfgs, n, hist, xp)
         make_torch = functools.partial(_torch_lbfgs, torch, n, hist, device=device)
-        if device == "cpu":  # (process CPU time: a GPU step's is the host's launch work)
-            make_ours, make_torch = _cpu_timed(make_ours, cpu_ours), _cpu_timed(make_torch, cpu_torch)
         theirs = {} if torch is None else {"LBFGS": make_torch}
         row = compare(
             SUITE,
@@ -184,7 +147,6 @@ def _lbfgs_rows(torch, quick, plan, device="cpu"):
             plan,
             note="incl. closure g = a x",
         )
-        _cpu_note(row, cpu_ours, cpu_torch)
         rows.append(row)
         if torch is not None and hist == 10:  # what a torch user gets from the changed import
             from ..torch import LBFGS
@@ -271,7 +233,7 @@ def _newton_cg_row(quick, plan):
     hvp = measure(lambda: G.matvec(v), "cpu", plan)
     cg_plan = Plan(warmup=1, min_repeats=5 if quick else 15, max_repeats=40, budget_s=plan.budget_s)
     t = measure(solve, "cpu", cg_plan)
-    per_iter = type(t)(t.median_ms / iters, t.q1_ms / iters, t.q3_ms / iters, t.repeats)
+    per_iter = t.per(iters)
     med, q1, q3 = paired(solve, products, cg_plan)  # 10 CG iterations / 10 products, back to back
     row = Row(
         SUITE,

@@ -24,9 +24,12 @@ ALL = ("optim", "norm", "hvp")
 
 LEGEND = """\
 optkern ms, best torch ms: medians after warm-up ({clock}); ±: inter-quartile range / median.
-torch/ok: best PyTorch time / optkern time (> 1: optkern faster). GB/s: bytes the case must move
-(see `python -m pydoc optkern.benchmarks.<suite>`) / optkern time. %probe: of the bandwidth probe
-rows of the same suite, measured in this run."""
+torch/ok: best PyTorch time / optkern time (> 1: optkern faster). CPU ms: the process CPU time of
+optkern's calls (every thread, user + system; median ±IQR; CPU runs only); CPU t/ok: that of the
+same torch calls / optkern's. On a shared host the wall clock also counts waiting for a CPU, the
+CPU time does not. GB/s: bytes the case must move (see `python -m pydoc
+optkern.benchmarks.<suite>`) / optkern time. %probe: of the bandwidth probe rows of the same
+suite, measured in this run."""
 
 
 def run(suites, device: str = "cpu", quick: bool = False, threads: int | None = None, say=None) -> list:

@@ -1,8 +1,12 @@
 """Timing and reporting shared by the benchmark suites.
 
 CPU: wall clock around each call, warm-up, then repeats until a time budget;
-median and inter-quartile spread. GPU: CUDA events on the current stream
-(CuPy's, or torch's for torch code), the same statistics.
+median and inter-quartile spread; and the process CPU time of the same calls
+(every thread of the process, user + system), the same statistics. On a shared
+2-vCPU host the wall clock also measures whether a call's threads got both CPUs
+(bench/RESULTS.md, 54th session, h320: 404-803 ms wall at a constant ~600 ms of
+CPU); the CPU time does not. GPU: CUDA events on the current stream (CuPy's, or
+torch's for torch code), the same statistics, no CPU time.
 """
 
 from __future__ import annotations
@@ -11,19 +15,26 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .._atomic import replace_atomically
 
 
 @dataclass
 class Timing:
-    """Median and quartiles (ms) of ``repeats`` timed calls."""
+    """Median and quartiles (ms) of ``repeats`` timed calls; ``cpu``: the process CPU time of the
+    same calls (``time_cpu``; None from CUDA events)."""
 
     median_ms: float
     q1_ms: float
     q3_ms: float
     repeats: int
+    cpu: Timing | None = None
+
+    def per(self, k: int) -> Timing:
+        """The time of one of ``k`` equal parts of each call (its CPU time too)."""
+        cpu = self.cpu.per(k) if self.cpu is not None else None
+        return Timing(self.median_ms / k, self.q1_ms / k, self.q3_ms / k, self.repeats, cpu)
 
     @property
     def spread(self) -> float:
@@ -58,25 +69,34 @@ def _stats(samples_ms: list) -> Timing:
     return Timing(statistics.median(s), q[0], q[2], len(s))
 
 
-def _repeat(plan: Plan, timed_call) -> Timing:
-    out: list[float] = []
+def _repeat(plan: Plan, timed_call) -> list:
+    """The results of ``timed_call()``, called as often as ``plan`` says."""
+    out: list = []
     t_end = time.perf_counter() + plan.budget_s
     while len(out) < plan.max_repeats and (len(out) < plan.min_repeats or time.perf_counter() < t_end):
         out.append(timed_call())
-    return _stats(out)
+    return out
+
+
+def clocked(fn) -> tuple:
+    """(wall ms, process CPU ms) of one call of ``fn()``. The CPU clock counts every thread of the
+    process (optkern's OpenMP workers, torch's, BLAS's; user + system time), so a call on 2 busy
+    threads shows about twice its wall time. It is read outside the wall interval: its system call
+    (~1 us here) does not add to the wall time of a call of tens of microseconds."""
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    fn()
+    t1 = time.perf_counter()
+    c1 = time.process_time()
+    return (t1 - t0) * 1e3, (c1 - c0) * 1e3
 
 
 def time_cpu(fn, plan: Plan = FULL) -> Timing:
-    """Median wall time of ``fn()`` in ms."""
+    """Median wall time of ``fn()`` in ms, with the process CPU time of the same calls (``.cpu``)."""
     for _ in range(plan.warmup):
         fn()
-
-    def once():
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-
-    return _repeat(plan, once)
+    wall, cpu = zip(*_repeat(plan, lambda: clocked(fn)))
+    return replace(_stats(list(wall)), cpu=_stats(list(cpu)))
 
 
 def time_cuda(fn, plan: Plan = FULL, framework: str = "cupy") -> Timing:
@@ -106,7 +126,7 @@ def time_cuda(fn, plan: Plan = FULL, framework: str = "cupy") -> Timing:
         b.synchronize()
         return float(elapsed(a, b))
 
-    return _repeat(plan, once)
+    return _stats(_repeat(plan, once))
 
 
 def paired(a, b, plan: Plan):
@@ -173,6 +193,16 @@ class Row:
         _, t = self.best_torch
         return t.median_ms / self.ours.median_ms if t else float("nan")
 
+    @property
+    def cpu_ratio(self) -> float:
+        """The process CPU time of the PyTorch implementation of ``ratio`` / optkern's (> 1: optkern
+        spends less CPU); NaN without CPU times (GPU rows) or without torch."""
+        _, t = self.best_torch
+        mine = self.ours.cpu
+        if t is None or t.cpu is None or mine is None or mine.median_ms <= 0:
+            return float("nan")
+        return t.cpu.median_ms / mine.median_ms
+
     def as_dict(self) -> dict:
         """JSON-ready: every float finite or None."""
         d = asdict(self)
@@ -181,6 +211,7 @@ class Row:
             best_torch_impl=name,
             best_torch_ms=t.median_ms if t else None,
             ratio=_finite(self.ratio),
+            cpu_ratio=_finite(self.cpu_ratio),
             gbs=_finite(self.gbs),
             pct_probe=_finite(self.pct_probe),
         )
@@ -195,20 +226,26 @@ def _f(v, spec):
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
-def _ms(t: Timing) -> str:
-    return f"{t.median_ms:.3f} ±{100 * t.spread:.0f}%"
+def _ms(t: Timing | None) -> str:
+    return "—" if t is None else f"{t.median_ms:.3f} ±{100 * t.spread:.0f}%"
 
 
 def format_table(rows: list) -> str:
-    """case | optkern ms ±spread | best PyTorch ms ±spread (impl) | ratio | GB/s | % probe | note."""
+    """case | optkern ms ±spread | best PyTorch ms ±spread (impl) | ratio | optkern CPU ms ±spread |
+    CPU ratio | GB/s | % probe | note. (The torch CPU time is the CPU ratio times optkern's; the
+    JSON has it.)"""
     w = max([44] + [len(r.suite) + 2 + len(r.case) for r in rows])
-    head = f"{'case':<{w}} {'optkern ms':>15} {'best torch ms':>27} {'torch/ok':>8} {'GB/s':>7} {'%probe':>6}  note"
+    head = (
+        f"{'case':<{w}} {'optkern ms':>15} {'best torch ms':>27} {'torch/ok':>8} {'CPU ms':>15} {'CPU t/ok':>8} "
+        f"{'GB/s':>7} {'%probe':>6}  note"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         name, t = r.best_torch
         theirs = f"{_ms(t)} ({name})" if t else "—"
         lines.append(
             f"{r.suite + ': ' + r.case:<{w}} {_ms(r.ours):>15} {theirs:>27} {_f(r.ratio, '.2f'):>8} "
+            f"{_ms(r.ours.cpu):>15} {_f(r.cpu_ratio, '.2f'):>8} "
             f"{_f(r.gbs, '.1f'):>7} {_f(r.pct_probe, '.0f'):>6}  {r.note}".rstrip()
         )
     return "\n".join(lines)
