@@ -50,13 +50,13 @@ def _code_blocks(doc: str) -> list[str]:
     return blocks
 
 
-def _block(module: str, obj: str | None = None) -> str:
+def _block(module: str, obj: str | None = None, count: int = 1, which: int = 0) -> str:
     target = importlib.import_module(module)
     if obj:
         target = getattr(target, obj)
     blocks = _code_blocks(inspect.getdoc(target) or "")
-    assert len(blocks) == 1, f"{module}.{obj or ''}: expected one code block, found {len(blocks)}"
-    return blocks[0]
+    assert len(blocks) == count, f"{module}.{obj or ''}: expected {count} code blocks, found {len(blocks)}"
+    return blocks[which]
 
 
 def test_the_schedules_example_runs():
@@ -65,7 +65,7 @@ def test_the_schedules_example_runs():
     import optkern
     from optkern import optim
 
-    code = _block("optkern.schedules")
+    code = _block("optkern.schedules", count=2)
     assert "sched.attach(opt)" in code and "...; opt.step(grads)" in code
     p = np.ones(5, np.float32)
     ns = {"optkern": optkern, "opt": optim.SGD([p], lr=0.5), "data": range(60), "grads": [np.ones(5, np.float32)]}
@@ -73,6 +73,28 @@ def test_the_schedules_example_runs():
     want = optkern.schedules.linear_warmup(optkern.schedules.cosine(3e-3, T_max=1000), 50)
     assert ns["opt"].param_groups[0]["lr"] == want(60)  # the value of the step after the last
     assert 0 < want(10) < want(50) == pytest.approx(3e-3 * (1 + np.cos(np.pi * 50 / 1000)) / 2)
+
+
+def test_the_schedules_chaining_example_gives_torchs_chained_lr():
+    """The module docstring's second block: one relative Scheduler over ``chain(...)`` stands for
+    torch's StepLR and ExponentialLR on one optimizer; its lr after 40 steps is torch's."""
+    torch = pytest.importorskip("torch")
+    from optkern import optim, schedules
+
+    code = _block("optkern.schedules", count=2, which=1)
+    p = np.ones(3, np.float32)
+    opt = optim.SGD([p], lr=0.5)
+    ns = {name: getattr(schedules, name) for name in ("Scheduler", "chain", "step_decay", "exponential")}
+    ns["opt"] = opt
+    scheduler = eval(compile(code.split("\n", 1)[1], "optkern.schedules", "eval"), ns)
+    t_opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(3))], lr=0.5)
+    chained = [torch.optim.lr_scheduler.StepLR(t_opt, 30, 0.1), torch.optim.lr_scheduler.ExponentialLR(t_opt, 0.99)]
+    for _ in range(40):
+        scheduler.step()
+        t_opt.step()
+        for s in chained:
+            s.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(t_opt.param_groups[0]["lr"], rel=1e-12)
 
 
 def test_the_early_stopping_example_runs():

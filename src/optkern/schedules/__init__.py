@@ -21,6 +21,7 @@ Combine the schedules instead, one Scheduler for the product::
 
     # torch: StepLR(opt, 30, 0.1) and ExponentialLR(opt, 0.99) on one optimizer
     Scheduler(opt, chain(step_decay(1.0, 30, 0.1), exponential(1.0, 0.99)), relative=True)
+
 :class:`ReduceLROnPlateau` (torch's) cuts each group's lr when a metric stops improving.
 """
 
