@@ -229,6 +229,12 @@ def test_bad_closure_loss_names_closure_and_writes_nothing(kind, call, loss, exc
         n[0] += 1
         return (loss, A @ x) if n[0] == call else quad(x)()
 
+    if kind == "NewtonCG" and call == 2 and exc is ValueError:
+        # a non-finite loss at the trial point is a rejected step, not bad input (test_hunt55j_newton_cg_recovery)
+        opt.step(closure)
+        np.testing.assert_array_equal(x, snap[1])
+        assert not opt.last["accepted"] and opt.last["rho"] == -np.inf
+        return
     with pytest.raises(exc, match="^closure: "):
         opt.step(closure)
     np.testing.assert_array_equal(x, snap[1])

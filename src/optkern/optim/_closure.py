@@ -21,8 +21,10 @@ def call(closure) -> tuple:
     return out
 
 
-def closure_loss(loss) -> float:
+def closure_loss(loss, finite: bool = True) -> float:
     """The loss a closure returned, as a finite float; TypeError / ValueError naming ``closure``.
+    ``finite=False``: a NaN / inf loss (an int beyond float's range: inf of its sign) is returned,
+    for a caller that reads it as a point outside the function's domain (Newton-CG's trial point).
 
     Shared by the second-order optimizers' closures (LBFGS, NewtonCG, SAM). A number or a one-element
     array of any shape (NumPy, CuPy, a torch tensor); not a string (``float("1.5")`` would parse it) and not a
@@ -47,11 +49,13 @@ def closure_loss(loss) -> float:
     try:
         v = float(one)
     except OverflowError:  # an int beyond float's range
+        if not finite:
+            return math.inf if one > 0 else -math.inf
         raise ValueError("closure: returned a non-finite loss (an integer beyond float's range)") from None
     except (TypeError, ValueError):
         what = f"an array of shape {tuple(loss.shape)}" if hasattr(loss, "shape") else type(loss).__name__
         raise TypeError(f"closure: loss must be a real scalar, got {what}") from None
-    if not math.isfinite(v):
+    if finite and not math.isfinite(v):
         raise ValueError(f"closure: returned a non-finite loss ({v})")
     return v
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import numpy as np
 
@@ -37,13 +38,22 @@ def _check_group(g: dict, where: str = "") -> tuple:
     top = _backend.INT64_MAX
     max_iter = _backend.integer(n("max_iter"), g["max_iter"], lo=1, hi=top)
     max_eval = _backend.integer(n("max_eval"), g["max_eval"], lo=1, hi=top)
-    tol_grad = _backend.nonnegative(n("tolerance_grad"), g["tolerance_grad"])
-    tol_change = _backend.nonnegative(n("tolerance_change"), g["tolerance_change"])
+    tol_grad = _tolerance(n("tolerance_grad"), g["tolerance_grad"])
+    tol_change = _tolerance(n("tolerance_change"), g["tolerance_change"])
     history = _backend.integer(n("history_size"), g["history_size"], lo=1, hi=top)
     ls = g["line_search_fn"]
     if ls not in (None, "strong_wolfe"):
         raise ValueError(f"{n('line_search_fn')}: expected None or 'strong_wolfe', got {ls!r}")
     return lr, max_iter, max_eval, tol_grad, tol_change, history, ls
+
+
+def _tolerance(name: str, value) -> float:
+    """A stopping tolerance: >= 0, or +inf. torch's tests compare with it and check nothing, so +inf
+    (the first test stops the step) is a choice there; optkern refused it as not finite. NaN (every
+    comparison False: the rule silently off) and negative values stay refused by name."""
+    if type(value) is not bool and isinstance(value, numbers.Real) and value == math.inf:
+        return math.inf
+    return _backend.nonnegative(name, value)
 
 
 def _one_group(params) -> tuple:
@@ -76,8 +86,8 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
       params: a list of float32/float64 arrays (one group; updated in place), or torch's form of
         that one group, ``[{"params": [...], "lr": ..., ...}]`` (its values override the arguments).
       lr, max_iter, max_eval, tolerance_grad, tolerance_change, history_size, line_search_fn:
-        as in torch (``max_eval`` defaults to ``max_iter * 5 // 4``; ``line_search_fn`` is
-        None or ``"strong_wolfe"``).
+        as in torch (``max_eval`` defaults to ``max_iter * 5 // 4``; the tolerances are >= 0 or
+        +inf, which stops the step at its first test; ``line_search_fn`` is None or ``"strong_wolfe"``).
 
     ``step(closure)``: ``closure()`` computes the loss and gradients at the current values of
     the params and returns ``(loss, grads)`` (grads: a list matching params, or one array when

@@ -6,7 +6,8 @@ curvature operator ``B`` (``hessian.from_mlp(..., kind="ggn")`` -- PSD, Martens'
 residual and negative curvature; starts CG from ``warm_start`` times the previous step; takes
 ``p``, and adapts ``lambda`` by Levenberg-Marquardt from the reduction ratio
 ``rho = (f(w + p) - f(w)) / (g.p + p.B p / 2)``: ``lambda *= boost`` when ``rho < 1/4``,
-``lambda *= drop`` when ``rho > 3/4``. A step that raises the loss is undone.
+``lambda *= drop`` when ``rho > 3/4``. A step that raises the loss is undone, and so is one whose
+trial point has no finite loss (outside the function's domain: ``rho = -inf``, a boost).
 """
 
 from __future__ import annotations
@@ -70,10 +71,17 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
     ``step(closure)``: ``closure() -> (loss, grads)`` at the current params (a None grad reads as
     zeros); returns the loss at the start. Counters: ``num_grad_evals``, ``num_hvps``; ``last`` holds the step's
     diagnostics (rho, damping, CG iterations and exit). A zero gradient makes ``p = 0``: the step
-    then ends there (no trial evaluation, the damping kept, ``rho`` NaN). A step that raises (a bad
-    closure result: TypeError / ValueError naming ``closure``; or whatever the closure or the
+    then ends there (no trial evaluation, the damping kept, ``rho`` NaN); so does a step over params
+    of total size 0 (the closure evaluated and its loss returned, the curvature not built or used).
+    A trial point whose loss is NaN or infinite is a rejected step, not an error (Martens 2010 /
+    Levenberg-Marquardt: the step left the region where the model or the function is defined): the
+    params go back, the damping is boosted as for ``rho < 1/4`` (``last``: ``rho`` -inf,
+    ``accepted`` False, ``new_loss`` that loss), its gradient is not read, the step returns the
+    start's loss; the next step retries from there with the shorter step. A step that raises (a bad
+    closure result -- a NaN / inf loss or gradient at the params, a NaN / inf gradient beside a
+    finite trial loss: TypeError / ValueError naming ``closure``; or whatever the closure or the
     operator raise, propagated unchanged) leaves the params and the optimizer's state as they were
-    before it.
+    before it. ``max_damping`` must be finite in the params' dtype (the boosts stop there).
     """
 
     def __init__(
@@ -120,7 +128,7 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         self.reuse_trial_gradient = _backend.flag("reuse_trial_gradient", reuse_trial_gradient)
         hyper = (lr, damping, max_cg_iter, cg_tol, precond_exponent, warm_start, boost, drop, min_damping, max_damping)
         group = {"params": list(params), **dict(zip(_HYPER, hyper))}
-        self._check(group)
+        self._check(group, dtype=self._dtype)
         self.param_groups = [group]
         self._given_tensors = self._track(given, params)  # (followed to new memory: follow_params)
         self.num_grad_evals = 0
@@ -130,8 +138,9 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         self._cache = None  # (loss, flat grad) at the current params
 
     @staticmethod
-    def _check(g, where: str = ""):
-        """The group's hyper-parameters, checked; errors name them (inside ``where``, a state dict's group)."""
+    def _check(g, where: str = "", dtype=None):
+        """The group's hyper-parameters, checked; errors name them (inside ``where``, a state dict's group).
+        ``dtype``: the params' (``max_damping`` must be finite in it)."""
         b = _backend
         n = (lambda k: f"{where}[{k!r}]") if where else (lambda k: k)
         hp = (
@@ -146,6 +155,10 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
             b.positive(n("min_damping"), g["min_damping"]),
             b.positive(n("max_damping"), g["max_damping"]),
         )
+        if dtype is not None:
+            # the boosts take the damping up to max_damping, and cg rounds it to the params' dtype:
+            # past float32's range (1e300) every step after enough rejections raised, stuck there
+            b.finite_in(n("max_damping"), hp[9], dtype, "the params' dtype")
         if hp[8] > hp[9]:
             raise ValueError(f"{n('min_damping')}, {n('max_damping')}: min_damping must be <= max_damping")
         if not hp[8] <= hp[1] <= hp[9]:
@@ -179,10 +192,13 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         # torch's own in-place step, instead of differentiating the new values)
         _bump_torch_versions(self._given_tensors)
 
-    def _evaluate(self, closure):
-        """(loss, flat gradient) from the closure, checked (the caller counts the evaluation)."""
+    def _evaluate(self, closure, trial: bool = False):
+        """(loss, flat gradient) from the closure, checked (the caller counts the evaluation). At a
+        ``trial`` point a NaN / inf loss is returned, with no gradient (the step is rejected)."""
         loss, grads = call(closure)
-        loss, grads = closure_loss(loss), closure_grads(grads, self._params)
+        loss, grads = closure_loss(loss, finite=not trial), closure_grads(grads, self._params)
+        if not math.isfinite(loss):
+            return loss, None
         g = self._flat(grads)  # ours: the closure may reuse its buffers
         if not bool(self._xp.isfinite(g).all()):
             raise ValueError("closure: returned a gradient with NaN or Inf entries")
@@ -243,9 +259,14 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
     def _solve(self, closure) -> tuple:
         """The step's Newton direction: ``(hyper-parameters, loss, g, p, CG result, evaluations,
         products, model decrease q of lr p)``; nothing written."""
-        hp = self._check(self.param_groups[0])
+        hp = self._check(self.param_groups[0], dtype=self._dtype)
         if follow_params(self):
             self._cache = None  # (the gradient of the values the tensors held before)
+        if self._n == 0:
+            # nothing to solve for (an operator is n x n, n >= 1: not built); as LBFGS and the
+            # first-order optimizers, the step evaluates (and checks) the closure and ends, p = 0
+            loss, g = self._evaluate(closure) if self._cache is None else self._cache
+            return hp, loss, g, g, None, int(self._cache is None), 0, None
         lr, lam, max_cg, cg_tol, expo, warm = hp[:6]
         op = self.curvature() if callable(self.curvature) and not hasattr(self.curvature, "matvec") else self.curvature
         if getattr(op, "shape", None) != (self._n, self._n):
@@ -301,19 +322,23 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         t = self._xp.add(t, w, out=t) if t.dtype == w.dtype else w + t
         self._set(t)
         try:
-            new_loss, new_g = self._evaluate(closure)
+            new_loss, new_g = self._evaluate(closure, trial=True)
         except BaseException:  # a bad result, or the closure's own error: back to w, the step undone
             self._set(w)
             raise
         self.num_grad_evals += evals + 1
         self.num_hvps += hvps
-        rho = (new_loss - loss) / q if q < 0 else -math.inf
+        # a trial loss that is not finite (NaN: rho NaN, neither boosted nor dropped; -inf: an
+        # unbounded "decrease" the next step cannot start from): the model says nothing there, a
+        # rejected step like rho < 1/4 (it raised with the damping unchanged: every retry the same)
+        finite = math.isfinite(new_loss)
+        rho = (new_loss - loss) / q if q < 0 and finite else -math.inf
         if rho < 0.25:
             lam = min(lam * boost, lam_max)
         elif rho > 0.75:
             lam = max(lam * drop, lam_min)
         self.param_groups[0]["damping"] = lam
-        accepted = new_loss < loss
+        accepted = finite and new_loss < loss
         if accepted:
             self._cache = (new_loss, new_g) if self.reuse_trial_gradient else None
         else:  # back at w: its evaluation is the next start only when evaluations carry over
@@ -338,16 +363,16 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         ratio is 0 / 0, which says nothing of the model: the damping stays (a ratio read as
         ``-inf`` would boost it on every such step). The params are not touched."""
         self.num_grad_evals += evals
-        self.num_hvps += res.num_matvecs
+        self.num_hvps += 0 if res is None else res.num_matvecs
         self._cache = (loss, g) if self.reuse_trial_gradient else None  # still the params' evaluation
         self._p = p  # the step taken: the next one starts CG cold
         self.last = {
             "rho": math.nan,
             "damping": lam,
             "accepted": False,
-            "cg_iterations": res.iterations,
-            "cg_info": res.info,
-            "negative_curvature": res.negative_curvature,
+            "cg_iterations": 0 if res is None else res.iterations,  # (None: no solve, size 0)
+            "cg_info": 0 if res is None else res.info,
+            "negative_curvature": False if res is None else res.negative_curvature,
             "loss": loss,
             "new_loss": loss,
         }
@@ -371,7 +396,7 @@ class NewtonCG(GivenTensorsMixin, NativeByName):
         ``Optimizer.load_state_dict`` (``strict=False`` ignores unknown keys and keeps this
         optimizer's value of a missing hyper-parameter)."""
         group, where, st = one_group(self, state_dict, _HYPER, ("num_grad_evals", "num_hvps", "prev_step"), strict)
-        self._check(group, "state_dict['param_groups'][0]")
+        self._check(group, "state_dict['param_groups'][0]", self._dtype)
         evals, hvps = (count(st, k, where, strict) for k in ("num_grad_evals", "num_hvps"))
         p = st.get("prev_step")
         if p is not None:

@@ -101,7 +101,9 @@ class NewtonCG(ClosureOptimizer):
         return _ncg.NewtonCG(views, curvature, **hyper, preconditioner=preconditioner, reuse_trial_gradient=self._reuse)
 
     def _check_hyper(self, hyper: dict, where: str) -> None:
-        _ncg.NewtonCG._check(hyper, where)
+        # (max_damping finite in the params' real dtype, where the inner optimizer's damping lives)
+        single = self._params[0].dtype in (torch.float32, torch.complex64)
+        _ncg.NewtonCG._check(hyper, where, np.float32 if single else np.float64)
 
     def _inner_entry(self) -> dict:
         """``optkern.optim.NewtonCG.state_dict``'s entry, its previous step the inner one's own array
