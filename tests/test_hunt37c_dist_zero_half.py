@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mpi_cases import run_case, run_here
-from test_hunt36_dist import _ulp  # (the 16-bit ulp of the reference's tolerance)
+from ulps import spacing_lowp  # (the 16-bit ulp)
 
 CASE_TIMEOUT = 90
 
@@ -60,7 +60,7 @@ def case_weighted_half(comm) -> None:
         every = np.stack(comm.allgather_object(np.concatenate([g.reshape(-1) for g in g0]).astype(np.float64)))
         weights = np.array(comm.allgather_object(w))
         want64 = weights @ every
-        allow = 0.5 * _ulp(want64, dt) + 8 * 2.0**-24 * (weights @ np.abs(every))
+        allow = 0.5 * spacing_lowp(want64, dt) + 8 * 2.0**-24 * (weights @ np.abs(every))
         for ordered in (True, False):
             c = Communicator(comm.mpi, backend="mpi", ordered=ordered)
             dp = DistributedOptimizer(

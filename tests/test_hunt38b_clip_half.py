@@ -16,8 +16,8 @@ import pytest
 
 import optkern
 from mpi_cases import raises, run_case, run_here
-from test_hunt36_dist import _ulp  # (the 16-bit ulp)
 from test_hunt37_clip_pnorm import exact_norm
+from ulps import spacing_lowp  # (the 16-bit ulp)
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 HALVES = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
@@ -37,7 +37,7 @@ def _check_clipped(before, after, dt, max_norm, norm) -> None:
         assert a.dtype == dt
         want = b.astype(np.float64) * coef
         err = np.abs(a.astype(np.float64) - want)
-        tol = 0.5 * _ulp(want, dt) * (1 + 2.0**-10) + 2.0**-22 * np.abs(want)
+        tol = 0.5 * spacing_lowp(want, dt) * (1 + 2.0**-10) + 2.0**-22 * np.abs(want)
         assert np.all(err <= tol), (dt, float(np.max(err / tol)))
 
 
