@@ -352,6 +352,11 @@ def _main(args) -> int:
     except KeyboardInterrupt:
         print("optkern: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # (before OSError: it is one, and that clause re-raises it)
+        # the reader went away (`optkern info | head`): no traceback, and none at exit either, when
+        # Python flushes the dead stdout again (the idiom of the Python docs' "Note on SIGPIPE")
+        _to_devnull(sys.stdout)
+        return 141  # 128 + SIGPIPE, as a shell reports a writer killed by it
     except OSError as e:
         if e.errno not in _WRITE_FAILURES:
             raise
@@ -363,11 +368,6 @@ def _main(args) -> int:
         said = f" ({'; '.join(notes)})" if notes else ""
         print(f"optkern {args.command}: error: {where}: {e.strerror or e}{said}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        # the reader went away (`optkern info | head`): no traceback, and none at exit either, when
-        # Python flushes the dead stdout again (the idiom of the Python docs' "Note on SIGPIPE")
-        _to_devnull(sys.stdout)
-        return 141  # 128 + SIGPIPE, as a shell reports a writer killed by it
 
 
 if __name__ == "__main__":
