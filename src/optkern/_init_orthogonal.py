@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _backend
 from ._init_random import _checked, _distinct_elements, _draw, _representable, _target, make_rng
+from ._torch_written import bumps_written
 
 
 @_checked
@@ -45,6 +46,7 @@ def orthogonal_(w, gain=1.0, *, rng=None):
 # ---- LSUV --------------------------------------------------------------------------
 
 
+@bumps_written("weights")
 def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_start=True, eps=1e-8):
     """Layer-sequential unit-variance initialization (Mishkin & Matas 2016), in place.
 
@@ -135,6 +137,7 @@ def _output_variance(outs, i: int, n: int) -> float:
     return var
 
 
+@bumps_written("params")
 def lsuv_mlp_(mlp, params, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_start=True, zero_bias=True):
     """LSUV for the built-in :class:`optkern.nn.MLP`, in place on its flat ``params``.
 

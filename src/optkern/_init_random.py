@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from . import _backend, _foreign
+from .optim._given import _bump_torch_versions, torch_tensors
 
 
 def _is_cupy_generator(rng) -> bool:
@@ -166,6 +167,9 @@ def _in_place(fill_):
         if not _foreign.is_foreign(w):
             return fill_(w, *args, **kw)
         fill_(_foreign.as_array(w, "w"), *args, **kw)
+        # written through a view autograd does not see: bumped as torch.nn.init's in-place fills
+        # bump it, so a graph that saved w refuses its backward instead of using the new values
+        _bump_torch_versions(torch_tensors([w]))
         return w
 
     return run
