@@ -347,7 +347,7 @@ def channel_norm_forward(
     lo: typing.Any = None,
 ) -> None:
     """
-    out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers (both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum batch, after every argument is checked. training: mean and rstd are x's batch statistics (channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo): lo, channel_stats' (training only), or computed from x again where None.
+    out = weight[c] (x - mean[c]) rstd[c] + bias[c] for x viewed as (N, C, S); with running buffers (both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum batch, after every argument is checked. training: mean and rstd are x's batch statistics (channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo): lo, channel_stats' (training only), or computed from x again where None. training=False (the default: fixed statistics, eval mode): a channel with |mean| rstd <= 8 and a finite fold computes out = x alpha + beta, alpha = rstd weight, beta = bias - mean alpha, as torch's CPU eval batch norm (rules::eval_fold); batch statistics must pass training=True.
     """
 
 def channel_stats(

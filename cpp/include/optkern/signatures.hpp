@@ -93,7 +93,10 @@ void norm_channels(py::module_& m, Stats channel_stats, Fwd channel_norm_forward
         "(both, and the batch's unbiased variance var), each becomes (1 - momentum) running + momentum "
         "batch, after every argument is checked. training: mean and rstd are x's batch statistics "
         "(channel_stats), so channels far from 0 subtract the mean's low part too (rules::mean_lo): lo, "
-        "channel_stats' (training only), or computed from x again where None.");
+        "channel_stats' (training only), or computed from x again where None. training=False (the default: "
+        "fixed statistics, eval mode): a channel with |mean| rstd <= 8 and a finite fold computes "
+        "out = x alpha + beta, alpha = rstd weight, beta = bias - mean alpha, as torch's CPU eval batch norm "
+        "(rules::eval_fold); batch statistics must pass training=True.");
   def_named(m, "channel_norm_backward", channel_norm_backward, arg("dy"), arg("x"), arg("mean"), arg("rstd"),
         arg("weight"), arg("dx"), arg("dweight"), arg("dbias"), arg("N"), arg("C"), arg("S"), arg("training"),
         arg("lo") = py::none(),

@@ -25,8 +25,11 @@ values cancel). Rows and channels far from 0 (``|mean| * rstd > 1``) form x̂ ar
 ``(x - mean) - lo`` with ``lo`` the rounding's remainder: layer, group and instance norm (the
 backward computes lo again from x), training-mode batch norm (``BatchNormSaved.lo``) and the
 batch / layer-norm R-operator of ``optkern.nn``. Float32 rows of ``1e7 + N(0, 1)`` get y within a
-few ulps, not half of the mean's ulp times rstd. (Batch and instance norm's eval modes, whose
-fixed running statistics are given, normalize around the rounded mean.)
+few ulps, not half of the mean's ulp times rstd. Batch and instance norm's eval modes, whose fixed
+running statistics are given, fold them as torch's CPU kernel does, ``y = x * alpha + beta`` with
+``alpha = rstd * weight`` and ``beta = bias - mean * alpha`` (each rounded to the statistics' dtype, both
+multiply-adds fused: torch's bits), in every channel with ``|mean| * rstd <= 8``; farther channels
+(where torch's fold loses up to 8e5 ulps) keep ``weight * x̂ + bias`` around the rounded mean.
 
 ``eps`` (every forward, and the native ``row_norm_forward`` / ``channel_stats``): > 0 and finite,
 and, where the statistics are float32 (float32 and half input), finite and nonzero in float32;
