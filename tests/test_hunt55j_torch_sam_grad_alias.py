@@ -155,11 +155,13 @@ def test_a_grad_over_part_of_a_params_memory_or_a_later_params_reads_the_values_
 
 def test_other_kernel_refusals_still_raise_unchanged():
     """The fallback looks only for grads in a param's memory: two params sharing memory are refused as
-    before, and a grad in no param's memory is passed on uncopied."""
+    before (named by place since h336), and a grad in no param's memory is passed on uncopied."""
     store = torch.zeros(6, dtype=torch.float64)
     a, b = store[0:4].requires_grad_(), store[2:6].requires_grad_()
     opt = ot.SAM([a, b], ot.SGD, lr=0.1)
     a.grad, b.grad = torch.ones(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"params\[1\] shares memory with params\[0\]"):
+    with pytest.raises(
+        ValueError, match=r"^param_groups\[0\]\['params'\]\[1\] shares memory with param_groups\[0\]\['params'\]\[0\]"
+    ):
         opt.first_step()
     np.testing.assert_array_equal(store.numpy(), np.zeros(6))

@@ -32,10 +32,11 @@ from ._arrays import (
 )
 from .agreement import _raise_any, _said, extremes
 from .call_check import alike
-from .transport import _OPS, Transport, mpi
+from .object_collectives import ObjectCollectives
+from .transport import _OPS, mpi
 
 
-class Communicator(Transport):
+class Communicator(ObjectCollectives):
     """Collectives over an MPI communicator, on NumPy or CuPy arrays.
 
     Torch tensors and other DLPack exporters (DESIGN §3) are moved through their zero-copy view: an
@@ -359,36 +360,6 @@ class Communicator(Transport):
         buf = self._mpi_buf(x)
         self.mpi.Bcast(buf, root=root)
         self._mpi_back(buf, x)
-
-    def barrier(self) -> None:
-        """Wait until every rank has called it (MPI's ``Barrier``). RuntimeError after
-        ``MPI.Finalize()``."""
-        self._live("barrier")
-        self.mpi.Barrier()
-
-    # ---- Python objects (small, pickled: shapes, state dicts) --------------------------
-
-    def allgather_object(self, obj) -> list:
-        """Every rank's ``obj`` (any picklable Python object), in rank order, on every rank:
-        mpi4py's pickled ``allgather``. The ``*_object`` collectives compare nothing between the
-        ranks first (unlike the array collectives): every rank must call them, alike. RuntimeError
-        after ``MPI.Finalize()``."""
-        self._live("allgather_object")
-        return self.mpi.allgather(obj)
-
-    def gather_object(self, obj, root: int = 0):
-        """Every rank's ``obj`` as a list in rank order on rank ``root``, None on the others
-        (mpi4py's pickled ``gather``). ``root``: an integer in [0, size), the same on every rank
-        (not compared between the ranks); TypeError / ValueError naming ``root`` where it is no such
-        integer, before anything is sent."""
-        self._live("gather_object")
-        return self.mpi.gather(obj, root=self._root(root))
-
-    def bcast_object(self, obj, root: int = 0):
-        """Rank ``root``'s ``obj`` (pickled; the other ranks' ``obj`` is ignored), returned on every
-        rank (mpi4py's ``bcast``). ``root`` as in :meth:`gather_object`."""
-        self._live("bcast_object")
-        return self.mpi.bcast(obj, root=self._root(root))
 
 
 def _mpi_comm(comm):

@@ -25,6 +25,7 @@ from .agreement import (
     refuse_together,
     state_digest,
 )
+from .agreement import optimizer_state_digest as _state_digest
 from .buckets import check_slots, make_buckets
 from .closure_steps import ClosureSteps
 from .communicator import as_communicator
@@ -381,26 +382,3 @@ class DistributedOptimizer(ClosureSteps):
         for b in self._buckets:
             if b.allocated():  # a direct gradient's buffer exists once grad_buffers() asked for it
                 b.flat.fill(0)
-
-
-def _state_digest(opt) -> str | None:
-    """A digest of ``opt``'s state dict but its param groups (compared by the hyper-parameters'
-    check, with messages naming them): ``state``, a closure optimizer's history, a wrapper's (SAM)
-    base optimizer's. None where the optimizer has no ``state_dict`` (nothing compared).
-
-    Hashed array by array over the state's own memory (``state_digest`` streams each array's bytes):
-    the first-order optimizers' state dicts hold their live arrays; L-BFGS's, copies of its history,
-    so its live view is read (``_live_state_dict``). A ``state_dict()`` that fails on this rank
-    (SAM between its two steps, MemoryError) is reported on every rank as a ValueError naming it: it
-    runs inside the set-up's exchange, which only a TypeError / ValueError leaves on every rank
-    together (another error raised here alone, the others waited in it), and it is no "other state"."""
-    read = getattr(opt, "_live_state_dict", None) or getattr(opt, "state_dict", None)
-    if not callable(read):  # (an optimizer without one: every rank alike)
-        return None
-    try:
-        sd = read()
-    except (TypeError, ValueError):
-        raise
-    except Exception as e:
-        raise ValueError(f"optimizer.state_dict(): raised {type(e).__name__}: {e}") from e
-    return state_digest({k: v for k, v in sd.items() if k != "param_groups"}) if isinstance(sd, dict) else None

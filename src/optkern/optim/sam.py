@@ -24,6 +24,7 @@ from .._pickling import NativeByName
 from .._serial import serialized
 from ._closure import call, closure_loss
 from ._given import _bump_torch_versions
+from ._sam_alias import copy_shared, root
 
 
 class SAM(NativeByName):
@@ -46,7 +47,10 @@ class SAM(NativeByName):
     gradient) leaves its param where it is in the ascent step, and the wrapped optimizer's step
     skips it. ``grad_norm`` holds ``||g||`` of the last ascent step. A bad closure result raises
     TypeError / ValueError naming ``closure``; an error at the ascent point (that, or the closure's
-    own exception) first puts the params back to ``w``.
+    own exception) first puts the params back to ``w``. A gradient in a param's memory (a closure of
+    ``|w|^2 / 2`` returning ``w`` itself) steps as in the reference SAM (davda54/sam) and
+    ``optkern.torch.SAM``: read as it was before any param moved, and given to the wrapped optimizer
+    with the ascent point's values (``._sam_alias``).
 
     Non-finite values: ``step(closure)`` refuses a NaN / Inf loss or gradient from either
     evaluation (ValueError naming ``closure``, as LBFGS and NewtonCG refuse theirs), the params
@@ -61,7 +65,7 @@ class SAM(NativeByName):
     _dtype = None  # the params' dtype (set by the constructor)
     _disjoint_seen: list | tuple = ()  # the params whose byte spans _param_spans holds (_spans)
     _param_spans: list | tuple = ()
-    _param_roots: set | frozenset = frozenset()  # id() of the objects owning their memory (_root)
+    _param_roots: set | frozenset = frozenset()  # id() of the objects owning their memory (root)
 
     def __init__(self, base, rho: float = 0.05, eps: float = 1e-12, adaptive: bool = False):
         if not hasattr(base, "param_groups") or not callable(getattr(base, "step", None)):
@@ -158,32 +162,23 @@ class SAM(NativeByName):
                 named += [(*byte_span(p), _param_name(gi, i)) for i, p in enumerate(group["params"]) if p.nbytes]
             _backend.check_disjoint(named)  # (kept only once found disjoint)
             self._param_spans, self._disjoint_seen = named, ps
-            self._param_roots = {id(_root(p)) for p in ps}
+            self._param_roots = {id(root(p)) for p in ps}
         return self._param_spans
 
     def _check_grads(self, grads, name="grads") -> list:
         # (None: a param without a gradient)
         ps = self._all_params()
         grads = _backend.check_list_like(_backend.as_list(grads, name), ps, name, none=True)
-        spans, roots, read = self._spans(ps), self._param_roots, []
         for i, g in enumerate(grads):
-            if g is None:
-                continue
-            a = _backend.as_array(g, f"{name}[{i}]")
             # the ascent step's native call and the wrapped optimizer's step take C-contiguous arrays:
             # refused here, naming `name` (step's "closure: grads"), where they named their own "grads[i]"
-            if not a.flags.c_contiguous:
+            if g is not None and not _backend.as_array(g, f"{name}[{i}]").flags.c_contiguous:
                 raise ValueError(f"{name}[{i}]: array must be C-contiguous")
-            # (a NumPy array over memory no param views -- a fresh gradient -- is not spanned: a byte span
-            # costs ~2 us an array; others, foreign arrays' views included, are)
-            if a.nbytes and (a is not g or type(a) is not np.ndarray or id(_root(a)) in roots):
-                read.append((*byte_span(a), f"{name}[{i}]"))
-        # a gradient in a param's memory (a closure of |w|^2 / 2 returning w): the ascent kernel refused
-        # it naming its own "grads[0]" and "params[0]", and second_step wrote w back through it before
-        # the wrapped optimizer's step refused it; named here, before anything is written
-        if read:
-            _backend.check_disjoint(spans, read)
         return grads
+
+    def _copy_shared(self, grads: list) -> list:
+        """``grads`` with a copy of each one in some param's memory (:func:`._sam_alias.copy_shared`)."""
+        return copy_shared(grads, self._spans(self._all_params()), self._param_roots)
 
     def first_step(self, grads) -> None:
         """w -> w + rho g / (||g|| + eps), remembering w."""
@@ -226,9 +221,14 @@ class SAM(NativeByName):
         # a Ctrl-C during the kernel raised as it returned, before the move was recorded: the params
         # at the ascent point, w only in the backups, and second_step refused (not perturbed)
         with deferring(_numel(ps)):
-            self._mod.sam_perturb_(
-                *_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out, self.adaptive
-            )
+            try:  # (the kernel refuses aliasing before it writes: the spans are looked at only then)
+                self._ascend(moved, ps, grads, out)
+            except ValueError:
+                shared = self._copy_shared(grads)
+                if shared is grads:
+                    raise
+                grads = shared
+                self._ascend(moved, ps, grads, out)
             self._bump()
             self._moved = moved
             self._perturbed = True
@@ -241,11 +241,17 @@ class SAM(NativeByName):
                 self._mod.sam_restore_(*_pick(self._moved, ps, self._backups))
         return grads
 
+    def _ascend(self, moved: list, ps: list, grads: list, out) -> None:
+        """The native ascent step over the params ``moved`` indexes (their backups written too)."""
+        self._mod.sam_perturb_(
+            *_pick(moved, ps, grads, self._backups), float(self.rho), float(self.eps), out, self.adaptive
+        )
+
     def second_step(self, grads) -> None:
         """Back to w (exactly), then the wrapped optimizer's step with ``grads`` (taken at the ascent point)."""
         if not self._perturbed:
             raise RuntimeError("second_step: call first_step first")
-        grads = self._check_grads(grads)
+        grads = self._copy_shared(self._check_grads(grads))  # (before w is written back)
         with deferring(_numel(self._all_params())):  # (back at w and stepped, or neither)
             self._restore()
             self.base.step(grads)
@@ -368,14 +374,6 @@ def _check_ascent_dtype(dt, name: str) -> None:
     closure, then sam_perturb_ refused them naming params[0], an argument SAM does not have.)"""
     if dt not in (np.float32, np.float64):
         raise TypeError(f"{name}: SAM's ascent step takes float32 or float64 params, got {dt}")
-
-
-def _root(a):
-    """The object at the end of ``a``'s ``base`` chain: the array (or buffer) owning its memory.
-    Arrays over one memory have one root, unless made over it separately (``np.frombuffer``)."""
-    while getattr(a, "base", None) is not None:
-        a = a.base
-    return a
 
 
 def _param_name(group: int, i: int) -> str:

@@ -18,6 +18,7 @@ import torch
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
 from .._foreign import host_number
+from .._overlap import in_spans
 from .._serial import serialized
 from ..optim._lowp_config import LOWP_KEYWORDS
 from . import _inference, _relaid, _views
@@ -142,9 +143,10 @@ class SAM(torch.optim.Optimizer):
         assert first is not None  # (an optimizer has a group)
         return first
 
-    def _with_grads(self, adaptive: bool) -> list:
-        """The params that have a grad, each checked with it (errors name both). ASAM's complex params
-        are refused: the reference's scale ``p ** 2`` of a complex param is not its real view's."""
+    def _with_grads(self, adaptive: bool) -> tuple:
+        """The params that have a grad, each checked with it (errors name both), and their names.
+        ASAM's complex params are refused: the reference's scale ``p ** 2`` of a complex param is not
+        its real view's."""
         ps, names = [], []
         for gi, group in enumerate(self.param_groups):
             for j, p in enumerate(group["params"]):
@@ -157,7 +159,7 @@ class SAM(torch.optim.Optimizer):
                     ps.append(p)
         _views.check_one_kind(ps, names, "the ascent step is one call: one dtype, one device")
         _inference.refuse_tensors(ps, names.__getitem__)  # (the reference's in-place ascent raises)
-        return ps
+        return ps, names
 
     def _backup(self, p: torch.Tensor) -> torch.Tensor:
         b = self._backups.get(id(p))
@@ -189,14 +191,14 @@ class SAM(torch.optim.Optimizer):
 
     def _ascend(self, rho: float, adaptive: bool) -> None:
         """``first_step``'s checks and move of the params with a grad."""
-        ps = self._with_grads(adaptive)
+        ps, names = self._with_grads(adaptive)
         # a Ctrl-C during the kernel raised as it returned, before ``_moved`` recorded the move: the
         # params at the ascent point, w only in the backups, second_step refused (held: ``_atomic``)
         with deferring(sum(p.numel() for p in ps)):
-            self._perturb(ps, rho, adaptive)
+            self._perturb(ps, names, rho, adaptive)
 
-    def _perturb(self, ps: list, rho: float, adaptive: bool) -> None:
-        """``first_step``'s move of ``ps`` (checked) and its record."""
+    def _perturb(self, ps: list, names: list, rho: float, adaptive: bool) -> None:
+        """``first_step``'s move of ``ps`` (checked; ``names``: theirs in ``param_groups``) and its record."""
         if ps:
             grads = [p.grad for p in ps]
             backups = [self._backup(p) for p in ps]
@@ -209,6 +211,9 @@ class SAM(torch.optim.Optimizer):
                 try:  # (the kernel refuses aliasing before it writes: the spans are looked at only then)
                     mod.sam_perturb_(views, _views.views(grads), bviews, rho, _EPS, out, adaptive)
                 except ValueError:
+                    # two params in one memory: the kernel named them params[1] / params[0], its own
+                    # arguments; named here as the caller knows them (nothing was written)
+                    _backend.check_disjoint([(_ptr(p), _ptr(p) + p.nbytes, n) for p, n in zip(ps, names) if p.nbytes])
                     shared = _in_params(ps, grads)
                     if not shared:
                         raise
@@ -333,21 +338,14 @@ _nbytes = operator.attrgetter("nbytes")
 
 def _in_params(ps: list, grads: list) -> list:
     """The indices of the ``grads`` (of the params ``ps``, on their device; None for none) whose
-    memory overlaps some param's: the params' byte spans sorted, each grad's end looked up in
-    them (vectorized: ~0.6 us a tensor, where a loop over spans in Python cost ~1.5)."""
+    memory overlaps some param's (:func:`optkern._overlap.in_spans`)."""
     lo = np.fromiter(map(_ptr, ps), np.int64, len(ps))
     hi = lo + np.fromiter(map(_nbytes, ps), np.int64, len(ps))
-    keep = hi > lo  # (an empty param overlaps nothing)
-    order = np.argsort(lo[keep], kind="stable")
-    starts, reach = lo[keep][order], np.maximum.accumulate(hi[keep][order])  # reach: furthest end so far
     at = [i for i, g in enumerate(grads) if g is not None]
     gs = [grads[i] for i in at]
     glo = np.fromiter(map(_ptr, gs), np.int64, len(gs))
     ghi = glo + np.fromiter(map(_nbytes, gs), np.int64, len(gs))
-    k = np.searchsorted(starts, ghi)  # the params starting below each grad's end
-    hit = (k > 0) & (ghi > glo)
-    hit[hit] = reach[k[hit] - 1] > glo[hit]
-    return [at[j] for j in np.flatnonzero(hit)]
+    return [at[j] for j in in_spans(lo, hi, glo, ghi)]
 
 
 def _check_not_half(params, gi: int) -> None:
