@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import _backend
+from .._torch_written import given_out
 from . import no_comm
 from ._arrays import (
     _contiguous,
@@ -189,8 +190,9 @@ class Communicator(ObjectCollectives):
             in_order = self.ordered if ordered is None else bool(ordered)
             return v, (("x", v), ("op", op), ("ordered", in_order))
 
-        self._allreduce(self._agreed("allreduce", check, args), op, ordered)
-        return x
+        v = self._agreed("allreduce", check, args)
+        self._allreduce(v, op, ordered)
+        return given_out(x, v)  # (a torch tensor's version bumped: written as by an in-place op)
 
     def _allreduce(self, x, op: str, ordered) -> None:
         """:meth:`allreduce` of the checked NumPy / CuPy ``x``, in place."""
@@ -247,7 +249,7 @@ class Communicator(ObjectCollectives):
 
         v, o = self._agreed("reduce_scatter", check, args)
         self._reduce_scatter(v, op, o, ordered)
-        return o if out is None else out
+        return o if out is None else given_out(out, o)
 
     def _reduce_scatter(self, x, op: str, out, ordered) -> None:
         """:meth:`reduce_scatter` of the checked NumPy / CuPy ``x`` into ``out``."""
@@ -299,7 +301,7 @@ class Communicator(ObjectCollectives):
 
         v, o = self._agreed("allgather", check, args)
         self._allgather(v, o)
-        return o if out is None else out
+        return o if out is None else given_out(out, o)
 
     def _allgather(self, x, out) -> None:
         """:meth:`allgather` of the checked NumPy / CuPy ``x`` into ``out``."""
@@ -344,7 +346,7 @@ class Communicator(ObjectCollectives):
 
         v, r = self._agreed("bcast", check, args)
         self._bcast(v, r)
-        return x
+        return given_out(x, v)
 
     def _bcast(self, x, root: int) -> None:
         """:meth:`bcast` of the checked NumPy / CuPy ``x``, in place."""
