@@ -44,6 +44,7 @@ from ._foreign import _is_masked, host_values
 from ._foreign import as_array as as_array
 from ._foreign import is_array as is_array
 from ._foreign import is_foreign as is_foreign
+from ._int_params import integer_parameters
 from ._scalars import INT64_MAX as INT64_MAX
 from ._scalars import array_elements as array_elements
 from ._scalars import finite_in as finite_in
@@ -269,23 +270,25 @@ def on_array_device(fn):
     CuPy allocates on the current device and the native CUDA calls run on the
     current device's stream: outputs must go where the inputs are. NumPy
     arguments cost one type check. Foreign arrays (torch, JAX...; also in lists) are replaced
-    by their NumPy / CuPy views first (``as_array``) -- except in the parameters annotated ``int``
-    (``seed``, ``offset``): those are no arrays, and a torch tensor given as one reaches ``fn``'s check as
-    the user passed it (its view was refused as "seed: expected an integer, got ndarray", a type the
-    caller never passed).
+    by their NumPy / CuPy views first (``as_array``) -- except in the parameters annotated ``int`` or
+    an optional int (``seed``, ``offset``; ``_int_params``): those are no arrays, and a torch tensor
+    given as one reaches ``fn``'s check as the user passed it (its view was refused as "seed: expected
+    an integer, got ndarray", a type the caller never passed).
     """
     import functools
     import inspect
 
-    parameters = inspect.signature(fn).parameters
-    names = list(parameters)
-    integers = frozenset(n for n, prm in parameters.items() if prm.annotation in (int, "int", "int | None"))
+    names = list(inspect.signature(fn).parameters)
+    integers = None  # (resolved at the first call that views: the module's names all defined by then)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        nonlocal integers
         if all(map(_plain, args)) and all(map(_plain, kwargs.values())):  # NumPy only: nothing to do
             return fn(*args, **kwargs)
         if any(map(_has_foreign, args)) or any(map(_has_foreign, kwargs.values())):
+            if integers is None:
+                integers = integer_parameters(fn)
             args, kwargs = _views_of_args(names, args, kwargs, integers)
         for a in (*args, *kwargs.values()):
             if is_cupy(a):

@@ -58,6 +58,10 @@ import inspect
 import numpy as np
 
 from . import _backend
+from ._lowp_blocks import _block as _block  # (the 8-bit blocks' layout and checks: its own module)
+from ._lowp_blocks import check_block_scales as check_block_scales
+from ._lowp_blocks import decode_map as decode_map
+from ._lowp_blocks import n_blocks as n_blocks
 from .random import _u64  # (the one check of a Philox seed / step / offset, naming the argument)
 
 __all__ = [
@@ -259,43 +263,6 @@ def from_half(h, dtype: str | np.dtype | type | None = None) -> np.ndarray:
     return out
 
 
-def _block(block) -> int:
-    b = _backend.integer("block", block, lo=1)
-    if b < 64 or b > 4096 or b & (b - 1):
-        raise ValueError(f"block: expected a power of two in [64, 4096], got {b}")
-    return b
-
-
-def n_blocks(n: int, block: int) -> int:
-    return -(-n // block)
-
-
-def check_block_scales(scales, n: int, block: int, where: str = "scales", nonnegative: bool = False) -> None:
-    """ValueError naming ``where`` unless ``scales`` (NumPy or CuPy) are the 8-bit block scales of
-    ``n`` codes in blocks of ``block``: float32 of shape (n_blocks,), as :func:`quantize_blockwise`
-    returns them (another shape of that size is another layout, not these scales), none NaN / inf
-    (they decode to non-finite values, silently), and, for a state that is never negative
-    (``nonnegative``: stored in the unsigned map), none negative (the sign marks the signed map:
-    its codes below 128 would decode as other, positive, magnitudes). The one check of the scales,
-    shared by :func:`dequantize_blockwise` and the optimizers' state loaders (optkern.optim and
-    optkern.torch), so that what one refuses the others refuse alike."""
-    nb = n_blocks(n, block)
-    if scales.dtype != np.float32 or scales.shape != (nb,):
-        got = f"{scales.size} of {scales.dtype}" if scales.ndim <= 1 else f"{scales.dtype} of shape {scales.shape}"
-        want = _backend.counted(nb, "float32 block scale")
-        raise ValueError(f"{where}: expected {want} (shape ({nb},)), got {got}")
-    xp = _backend.array_module(scales)
-    bad = int(xp.count_nonzero(~xp.isfinite(scales)))
-    if bad:
-        raise ValueError(f"{where}: {_backend.counted(bad, 'non-finite block scale')} (NaN or inf)")
-    neg = int(xp.count_nonzero(scales < 0)) if nonnegative else 0
-    if neg:
-        raise ValueError(
-            f"{where}: {_backend.counted(neg, 'negative block scale')} (a negative scale marks the signed map; "
-            "this state is never negative: stored in the unsigned one)"
-        )
-
-
 def quantize_blockwise(x, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """float32 ``x`` -> (codes: uint8 of x's shape, scales: float32 per block of the flat array)."""
     x = _float32(x, cupy_ok=True)
@@ -321,11 +288,6 @@ def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
     with _backend._device_of(codes):
         mod.lowp_dequantize_blockwise(xp.ascontiguousarray(codes), scales, out, block)
     return out
-
-
-def decode_map(signed: bool) -> np.ndarray:
-    """The 256 values (fractions of the block scale) a code byte stands for."""
-    return _backend.cpu.lowp_decode_map(_backend.flag("signed", signed))
 
 
 # ---- SWALP's quantizers (Yang et al. 2019) ---------------------------------------------------------

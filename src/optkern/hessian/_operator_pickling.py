@@ -12,7 +12,12 @@ instead, where pickle raised a PicklingError about a class or a local object fro
 ``copy.copy`` / ``copy.deepcopy`` keep working for every operator: a shallow copy shares the
 functions; a deep copy of a recipe operator is rebuilt from copied data (detached from the
 caller's arrays, as deepcopy promises), of another shares its functions (Python's deepcopy
-treats functions as atomic) and copies its other attributes."""
+treats functions as atomic) and copies its other attributes.
+
+A recipe describes the functions only, not the operator it was made for: a shallow copy shares it,
+and a recipe bound to the original gave a pickle (or deep copy) of the copy the original's
+``num_matvecs``. The operator's own attributes (``name``, ``num_matvecs``, ``trusted_symmetric``,
+any the user set) travel beside the recipe, as pickle's state, from the operator pickled."""
 
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ from .._serial import unlocked
 
 # the attributes holding an operator's functions (their names: the operator's own, from_hvp's "fn")
 _FUNCTIONS = ("_mv", "_mm", "_into")
+# what a recipe builds again (functions over the operator's data, and the recipe itself); every other
+# attribute is the operator's own and is carried by its pickle and deep copy
+_REBUILT = (*_FUNCTIONS, "_quad", "_quad_then", "_avoid", "_recipe")
 
 
 def _local(fn) -> bool:
@@ -48,8 +56,8 @@ def operator_reduce(self, protocol):
     """pickle's hook: the recipe's ``(callable, args)``, or the instance's state when its functions
     pickle by name (``from_hvp`` over module-level functions); else the TypeError of :func:`refuse_local`."""
     recipe = vars(self).get("_recipe")
-    if recipe is not None:
-        return recipe(pickling=True)
+    if recipe is not None:  # (the state set once the operator is rebuilt: pickle memoizes it first)
+        return (*recipe(pickling=True), _own_state(self))
     names = vars(self).get("_check") or ("matvec", "matmat", "into")
     for attr, what in zip(_FUNCTIONS, names):
         refuse_local(what, vars(self).get(attr))
@@ -57,6 +65,11 @@ def operator_reduce(self, protocol):
     for attr in ("_quad", "_quad_then"):  # (set by library constructors only: with a recipe)
         refuse_local("product", vars(self).get(attr))
     return (_unpickled, (type(self), self.__getstate__()))  # (NativeByName's: modules by name, no lock)
+
+
+def _own_state(self) -> dict:
+    """``self``'s attributes a recipe does not rebuild (modules by name, no lock: ``__getstate__``'s)."""
+    return {k: v for k, v in self.__getstate__().items() if k not in _REBUILT}
 
 
 def _unpickled(cls, state: dict):
@@ -77,6 +90,8 @@ def operator_deepcopy(self, memo):
     if recipe is not None:
         fn, args = recipe(pickling=False)
         new = fn(*copy.deepcopy(args, memo))
+        memo[id(self)] = new  # (before the state: an attribute referring to the operator gets the copy)
+        new.__setstate__(copy.deepcopy(_own_state(self), memo))
     else:  # (the functions are shared: deepcopy copies no function; the native modules kept by name)
         new = type(self).__new__(type(self))
         memo[id(self)] = new

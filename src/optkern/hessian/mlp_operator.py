@@ -266,29 +266,29 @@ def _local_operator(
     if alone:  # (a distributed operator's products hold a communicator: refused, _operator_pickling.py)
         options = {"kind": kind, "reduction": reduction, "progress": progress, "block": block}
         options.update(block_size=block_size, fixed=fixed)
-        op._recipe = functools.partial(_recipe, op, model, params, batches, pair, options, held)
+        op._recipe = functools.partial(_recipe, model, params, batches, pair, options, held)
     return op, total
 
 
-def _recipe(op, model, params, batches, pair, options, held, pickling: bool) -> tuple:
-    """``op`` as pickle's ``(callable, args)``: ``from_mlp`` called again on its model, params and
-    batches (the copies a ``fixed`` operator took at its first product, where it has made one: the
-    curvature at that point, not at the values the caller's arrays hold now), and its count of products.
+def _recipe(model, params, batches, pair, options, held, pickling: bool) -> tuple:
+    """The operator's functions as pickle's ``(callable, args)``: ``from_mlp`` called again on its model,
+    params and batches (the copies a ``fixed`` operator took at its first product, where it has made one:
+    the curvature at that point, not at the values the caller's arrays hold now). Bound to no operator
+    (its shallow copies share it): the counter, name and other attributes are the pickled operator's
+    own, carried beside it (``_operator_pickling._own_state``).
     ``pickling``: a ``progress`` pickle cannot send is refused (a deep copy shares it)."""
     if pickling:
         refuse_local("progress", options["progress"])
     if "params" in held:
         params = held["params"]
         batches = [held.get((id(bx), id(by)), (bx, by))[:2] for bx, by in batches]
-    return _rebuilt, (model, params, batches, pair, options, op.num_matvecs)
+    return _rebuilt, (model, params, batches, pair, options)
 
 
-def _rebuilt(model, params, batches, pair, options, num_matvecs):
+def _rebuilt(model, params, batches, pair, options):
     """The operator :func:`_recipe` describes (in the process that unpickles it)."""
     x, y = batches[0] if pair else (None, None)
-    op = from_mlp(model, params, x, y, batches=None if pair else batches, **options)
-    op.num_matvecs = num_matvecs
-    return op
+    return from_mlp(model, params, x, y, batches=None if pair else batches, **options)
 
 
 def _frozen_products(model, params, batches, kind, held: dict):

@@ -41,6 +41,7 @@ from ._lowp_config import (
     STATE_DTYPES,
     LowpConfig,
     _half_fmt,
+    block_scale_names,
     element_starts,
     lowp_keywords,
 )
@@ -96,9 +97,7 @@ class LowPrecisionMixin(LowpStateDictMixin):
         self._lowp = LowpConfig(master, sr, state_dtype, seed, block)
         self._lowp_seed0 = seed
         base = type(self)._state_names
-        self._state_names = (
-            base + ((_MASTER,) if master else ()) + (tuple(f"{n}_scale" for n in base) if state_dtype == "int8" else ())
-        )
+        self._state_names = base + ((_MASTER,) if master else ()) + block_scale_names(base, state_dtype)
 
     # ---- Optimizer hooks ---------------------------------------------------------------
 

@@ -27,6 +27,15 @@ class LowpConfig(NamedTuple):
     block: int
 
 
+def block_scale_names(moments, state_dtype: str) -> tuple:
+    """The state names of the 8-bit block scales of ``moments`` stored as ``state_dtype``: one
+    ``<moment>_scale`` each for int8 storage (one float32 per block of its param, shaped
+    ``(n_blocks,)`` where every other state array has its param's shape), none for any other. The
+    one definition optkern.optim and optkern.torch read (their state names, the state dicts' and the
+    steps' shape checks)."""
+    return tuple(f"{n}_scale" for n in moments) if state_dtype == "int8" else ()
+
+
 @functools.lru_cache(maxsize=64)
 def _half_fmt(dt) -> str | None:
     """'float16' / 'bfloat16' for a half dtype, else None. (Cached: a step asks once per array.)"""

@@ -14,7 +14,7 @@ import numpy as np
 from .. import _backend, lowp
 from .._lowp_schema import as_optim
 from .._serial import serialized
-from ._lowp_config import _MASTER, STATE_DTYPES, _host
+from ._lowp_config import _MASTER, STATE_DTYPES, _host, block_scale_names
 from ._parts import OptimizerParts
 from ._state_checks import NONNEGATIVE
 
@@ -67,9 +67,7 @@ class LowpStateDictMixin(OptimizerParts):
         """The 8-bit moments' block scales (``<moment>_scale``), one float32 per block: their shape is
         theirs, not their param's (``_state_dict.follow_reshaped``)."""
         lp = self._lowp
-        if lp is None or lp.state_dtype != "int8":
-            return ()
-        return tuple(f"{n}_scale" for n in type(self)._state_names)
+        return () if lp is None else block_scale_names(type(self)._state_names, lp.state_dtype)
 
     @serialized
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
@@ -128,7 +126,7 @@ class LowpStateDictMixin(OptimizerParts):
                 raise type(e)(f"{where}['block']: {str(e).partition(': ')[2]}") from None
             out = {}
             for k, v in entry.items():
-                if k in ("state_dtype", "block", "seed") or (fmt == "int8" and k.endswith("_scale") and k[:-6] in base):
+                if k in ("state_dtype", "block", "seed") or k in block_scale_names(base, fmt):
                     continue
                 if k == _MASTER and (lp is None or not lp.master):
                     continue  # an fp32 optimizer's params are its own master

@@ -143,7 +143,7 @@ class _StepChecks:
         loaded), or whose memory layout is not its param's (the step pairs them element by element in memory
         order: channels_last) and cannot be made so (``_relay``: one of its param's shape is put in
         its layout, as torch steps it). Run before the state is viewed, after the inference checks."""
-        blocks = _lowp.block_scales(names) if self._lowp_core is not None else ()
+        blocks = self._block_scales(self._hyper(group))
         for p, s in zip(ps, states):
             for n in names:
                 t = s.get(n)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..optim._lowp_config import block_scale_names
 from ..optim._run import _Run
 from . import _lowp, _views
 from ._state import _scalar_dtype, _step_tensor, _zeros
@@ -45,6 +46,12 @@ class _InitialState:
         names = self._needed(hp)
         cfg = self._lowp_cfg
         return names if cfg is None else _lowp.stored_names(cfg, names, dtype)
+
+    def _block_scales(self, hp: tuple) -> tuple:
+        """The 8-bit block scales among ``_stored(hp, ...)``: one float32 per block of a param, not
+        shaped as the param."""
+        cfg = self._lowp_cfg
+        return () if cfg is None else block_scale_names(self._needed(hp), cfg.state_dtype)
 
     def _init_state(self, p, state: dict, group: dict) -> None:
         """torch-format state for ``p``: a step counter, per-param scalars (NAdam's mu_product) and

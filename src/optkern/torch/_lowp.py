@@ -39,7 +39,7 @@ from .. import lowp
 from .._array_checks import counted
 from .._foreign import refuse_meta, shown_values
 from ..optim._lowp import _saved_seed
-from ..optim._lowp_config import _MASTER, LowpConfig
+from ..optim._lowp_config import _MASTER, LowpConfig, block_scale_names
 from ..optim._state_checks import NONNEGATIVE
 from . import _views
 from ._checks_state import check_values
@@ -111,14 +111,7 @@ def check_contiguous(p: torch.Tensor, name: str) -> None:
 def stored_names(cfg: LowpConfig, names: tuple, dtype: torch.dtype) -> tuple:
     """Every state tensor of a step of ``dtype`` params using moments ``names``: the moments, their
     8-bit scales, the master copy (of half params)."""
-    scales = tuple(f"{n}_scale" for n in names) if cfg.state_dtype == "int8" else ()
-    return names + scales + ((_MASTER,) if cfg.master and dtype in _HALVES else ())
-
-
-def block_scales(names) -> frozenset:
-    """The 8-bit block scales among the stored state ``names`` (``stored_names``): one float32 per
-    block, shaped (n_blocks,), where every other state tensor has its param's shape."""
-    return frozenset(n for n in names if n.endswith("_scale") and n[: -len("_scale")] in names)
+    return names + block_scale_names(names, cfg.state_dtype) + ((_MASTER,) if cfg.master and dtype in _HALVES else ())
 
 
 def new_state(p: torch.Tensor, state: dict, m, names: tuple, hp) -> None:
