@@ -9,6 +9,7 @@ what to send instead. Copies (``copy.copy`` / ``deepcopy``) keep working for eve
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import multiprocessing
 import pickle
@@ -99,8 +100,13 @@ def test_an_operator_sent_to_a_spawned_worker():
     params = MODEL.init_params(4)
     ops = [hessian.from_mlp(MODEL, params, X, Y, kind="ggn"), hessian.from_hvp(diagonal_hvp, 6)]
     vs = [rng.standard_normal(op.shape[0]).astype(op.dtype) for op in ops]
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        got = pool.map(_product, list(zip(ops, vs)), chunksize=1)
+    # (an executor, not multiprocessing.Pool: a worker that dies fails the test with BrokenProcessPool
+    # where Pool waited for its lost task forever -- a whole suite run hung so; and a timeout)
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        got = [f.result(timeout=120) for f in [pool.submit(_product, ov) for ov in zip(ops, vs)]]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     for op, v, g in zip(ops, vs, got):
         np.testing.assert_array_equal(g, op.matvec(v))
 
