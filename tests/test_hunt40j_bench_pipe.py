@@ -35,12 +35,13 @@ sys.exit(main(["bench", "norm", "--quick", "--json", sys.argv[2]]))
 """
 
 
-@pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
-def test_json_is_written_when_the_reader_of_stdout_left(tmp_path):
-    marker, out = tmp_path / "reader-gone", tmp_path / "bench.json"
+def reader_leaves(child: str, marker, *args: str) -> tuple[str, str, int]:
+    """Run ``child`` (Python source; its argv[1] the ``marker`` it waits for) with stdout piped, read
+    its first line as ``head -1`` would, close the pipe, then create the marker: the child's first,
+    stderr and exit status."""
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     with subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(marker), str(out)],
+        [sys.executable, "-c", child, str(marker), *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -54,6 +55,13 @@ def test_json_is_written_when_the_reader_of_stdout_left(tmp_path):
             rc = p.wait(timeout=120)
         finally:
             p.kill()
+    return first, err, rc
+
+
+@pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
+def test_json_is_written_when_the_reader_of_stdout_left(tmp_path):
+    marker, out = tmp_path / "reader-gone", tmp_path / "bench.json"
+    first, err, rc = reader_leaves(_CHILD, marker, str(out))
     assert "CPU" in first
     assert rc == 0, err
     assert "Traceback" not in err, err

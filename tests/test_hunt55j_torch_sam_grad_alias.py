@@ -15,53 +15,7 @@ import pytest
 import torch
 
 import optkern.torch as ot
-
-
-class RefSAM(torch.optim.Optimizer):
-    """davda54/sam's SAM (first_step / second_step), verbatim in its arithmetic."""
-
-    def __init__(self, params, base_optimizer, rho=0.05, adaptive=False, **kwargs):
-        super().__init__(params, dict(rho=rho, adaptive=adaptive, **kwargs))
-        self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
-        self.param_groups = self.base_optimizer.param_groups
-
-    @torch.no_grad()
-    def first_step(self, zero_grad=False):
-        grad_norm = self._grad_norm()
-        for group in self.param_groups:
-            scale = group["rho"] / (grad_norm + 1e-12)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                self.state[p]["old_p"] = p.data.clone()
-                e_w = (torch.pow(p, 2) if group["adaptive"] else 1.0) * p.grad * scale.to(p)
-                p.add_(e_w)
-        if zero_grad:
-            self.zero_grad()
-
-    @torch.no_grad()
-    def second_step(self, zero_grad=False):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                p.data = self.state[p]["old_p"]
-        self.base_optimizer.step()
-        if zero_grad:
-            self.zero_grad()
-
-    def _grad_norm(self):
-        return torch.norm(
-            torch.stack(
-                [
-                    ((torch.abs(p) if g["adaptive"] else 1.0) * p.grad).norm(p=2)
-                    for g in self.param_groups
-                    for p in g["params"]
-                    if p.grad is not None
-                ]
-            ),
-            p=2,
-        )
+from optkern.benchmarks.sam_reference import ReferenceSAM
 
 
 def _params(seed, sizes=(1, 7, 1023)):
@@ -80,7 +34,7 @@ def _aliased_grads(ps):
 def test_a_grad_in_its_params_memory_steps_as_the_reference(base, adaptive):
     ours, ref = _params(3), _params(3)
     opt = ot.SAM(ours, getattr(ot, base), rho=0.05, adaptive=adaptive, lr=0.1)
-    r = RefSAM(ref, getattr(torch.optim, base), rho=0.05, adaptive=adaptive, lr=0.1)
+    r = ReferenceSAM(ref, getattr(torch.optim, base), rho=0.05, adaptive=adaptive, lr=0.1)
     for _ in range(3):
         for ps, o in ((ours, opt), (ref, r)):
             _aliased_grads(ps)
@@ -110,7 +64,7 @@ def test_float64_reference_of_one_aliased_step():
 def test_step_with_a_closure_returning_aliased_grads():
     ours, ref = _params(5), _params(5)
     opt = ot.SAM(ours, ot.SGD, rho=0.1, lr=0.05, momentum=0.9)
-    r = RefSAM(ref, torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
+    r = ReferenceSAM(ref, torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
     for _ in range(4):
         _aliased_grads(ours)
         opt.step(lambda: _aliased_grads(ours))
@@ -144,7 +98,7 @@ def test_a_grad_over_part_of_a_params_memory_or_a_later_params_reads_the_values_
         store = buf.clone()
         p1 = store[0:7].requires_grad_()
         params = [p0, p1]
-        opt = ot.SAM(params, ot.SGD, lr=0.1) if cls == "ours" else RefSAM(params, torch.optim.SGD, lr=0.1)
+        opt = ot.SAM(params, ot.SGD, lr=0.1) if cls == "ours" else ReferenceSAM(params, torch.optim.SGD, lr=0.1)
         p0.grad = store[3:7].detach()  # p0's grad in p1's memory (p1 comes later)
         p1.grad = store[1:8].detach()  # p1's grad over its own memory, shifted by one
         opt.first_step(zero_grad=True)

@@ -5,15 +5,9 @@ quiet 141 a shell reports for a writer killed by SIGPIPE."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-import optkern
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(optkern.__file__)))
+from test_hunt40j_bench_pipe import reader_leaves
 
 # the norm suite replaced by 3000 rows printed once the reader of stdout is gone (the marker file):
 # more than a pipe's buffer, so the table's print meets the closed pipe
@@ -35,19 +29,7 @@ sys.exit(main(["bench", "norm", "--quick"]))
 
 @pytest.mark.spawns  # (Python orchestration: deselected under the sanitizer, .ci/sanitize)
 def test_the_table_exits_141_quietly_when_the_reader_left(tmp_path):
-    marker = tmp_path / "reader-gone"
-    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
-    with subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(marker)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as p:
-        try:
-            first = p.stdout.readline()  # the machine line, as `head -1` reads it
-            p.stdout.close()
-            marker.write_text("")
-            err = p.stderr.read()
-            rc = p.wait(timeout=120)
-        finally:
-            p.kill()
+    first, err, rc = reader_leaves(_CHILD, tmp_path / "reader-gone")
     assert "CPU" in first
     assert "Traceback" not in err, err
     assert rc == 141, err
