@@ -92,6 +92,10 @@ def _buffer(name, a, shape, dtype, written=True):
         raise _backend.read_only(name, a)
     if written:  # (np.broadcast_to made writable, torch's expand: every channel's update in one element)
         _backend.distinct_elements(a, name)
+        # (a contiguous one goes to the kernel as it is: misaligned, instance norm's running update
+        # refused it after y was written into the caller's out)
+        if a.flags.c_contiguous:
+            _backend.check_aligned(a, name)
 
 
 def _default_eps(dtype):
