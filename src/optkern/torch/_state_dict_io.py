@@ -27,6 +27,7 @@ class _StateDictIO:
         param_groups: list
         _optimizer_load_state_dict_pre_hooks: Any
         _optimizer_load_state_dict_post_hooks: Any
+        _optimizer_state_dict_post_hooks: Any
 
         def __getattr__(self, name: str) -> Any: ...
 
@@ -95,9 +96,23 @@ class _StateDictIO:
     @serialized
     def state_dict(self) -> dict:
         """torch's, its per-param dicts plain ones (what torch.load's weights_only unpickler reads),
-        with the stochastic-rounding seed where the step draws with one (``_lowp.with_seed``)."""
-        sd = torch.optim.Optimizer.state_dict(self)  # type: ignore[arg-type]  # (a mixin of one)
-        return {**sd, "state": _lowp.with_seed(plain(sd["state"]), self._lowp_cfg)}
+        with the stochastic-rounding seed where the step draws with one (``_lowp.with_seed``).
+
+        torch's hooks run as torch runs them: the pre-hooks first (inside torch's packing), the
+        post-hooks on the state dict as returned, what they return returned (a hook may wrap the
+        checkpoint, or drop its state); so they run here, after the state dict is complete."""
+        post = self._optimizer_state_dict_post_hooks
+        self._optimizer_state_dict_post_hooks = OrderedDict()  # (torch's packing must not run them)
+        try:
+            sd = torch.optim.Optimizer.state_dict(self)  # type: ignore[arg-type]  # (a mixin of one)
+        finally:
+            self._optimizer_state_dict_post_hooks = post
+        sd = {**sd, "state": _lowp.with_seed(plain(sd["state"]), self._lowp_cfg)}
+        for hook in list(post.values()):
+            out = hook(self, sd)
+            if out is not None:
+                sd = out
+        return sd
 
     def _lowp_load(self, state_dict: dict) -> tuple:
         """(``state_dict`` as torch's loader should see it, [(param, entry) it must not cast]):

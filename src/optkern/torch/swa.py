@@ -89,6 +89,15 @@ class AveragedModel(swa_utils.AveragedModel):
         self._fused_plan = (key, plan)
         return plan
 
+    def __getstate__(self) -> dict:
+        """pickle / ``torch.save`` / ``copy.deepcopy``: torch's module state without the fused plan,
+        made again by the next update. It holds views of this average's and of the last model's
+        memory (a pickle carried copies of both; a deep copy's views were the original's) and torch's
+        rules for the tensors the fused pass leaves as local functions, which cannot be pickled."""
+        state = super().__getstate__()
+        state.pop("_fused_plan", None)
+        return state
+
     @torch.no_grad()
     def update_parameters(self, model) -> None:
         """Fold ``model``'s current parameters (and buffers, with ``use_buffers``) into the average."""
