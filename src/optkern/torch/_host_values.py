@@ -5,11 +5,10 @@ from such a tensor or array at every step (not cached: it may change in place)."
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .._checked_values import immutable
-from .._foreign import host_number
+from .._foreign import host_number, zero_d_real
 
 
 def host_group(group: dict, where: str = "") -> dict:
@@ -29,7 +28,7 @@ def array_lr(key: str, v) -> bool:
     torch.optim's steps compute with as with the NumPy scalar it holds: NumPy 2 promotes the two
     alike (a float32 one in float32). (Its other hyper-parameters as arrays fail in torch's steps:
     TypeErrors of its tensor ops; refused here by the checks, naming them.)"""
-    return key == "lr" and type(v) is np.ndarray and v.ndim == 0 and v.dtype.kind in "fiu"
+    return key == "lr" and zero_d_real(v)
 
 
 def _host_value(k: str, v, where: str):
