@@ -172,6 +172,13 @@ def refuse_meta(v, name: str) -> None:
         raise TypeError(f"{name}: is a tensor on the meta device (a shape without values: nothing to read)")
 
 
+def zero_d_real(v) -> bool:
+    """Whether ``v`` is a 0-d NumPy array (exactly: not a masked one) of a real, non-bool dtype: a
+    number as NumPy code holds one, which torch's Python-number arguments take (``float()`` reads it,
+    NumPy 2 promotes it as the scalar it holds: ``v[()]``)."""
+    return type(v) is np.ndarray and v.ndim == 0 and v.dtype.kind in "fiu"
+
+
 def host_number(v, name: str, pair: bool = False):
     """A hyper-parameter as the host reads it: torch takes ``lr``, ``betas`` (and saves them) as
     tensors, which an LR scheduler fills in place, so read at every call, never cached. A torch tensor

@@ -1,13 +1,14 @@
 """A param group's hyper-parameters as the host reads them: torch lets ``lr`` and ``betas`` be
-tensors (an LR scheduler then fills them in place); optkern's checks and functional forms take
-Python numbers, read from such a tensor at every step (not cached: it may change in place)."""
+tensors (an LR scheduler then fills them in place), and ``lr`` a 0-d NumPy array (its steps compute
+with it as with the NumPy scalar it holds); optkern's checks and functional forms take numbers, read
+from such a tensor or array at every step (not cached: it may change in place)."""
 
 from __future__ import annotations
 
 import torch
 
 from .._checked_values import immutable
-from .._foreign import host_number
+from .._foreign import host_number, zero_d_real
 
 
 def host_group(group: dict, where: str = "") -> dict:
@@ -15,9 +16,24 @@ def host_group(group: dict, where: str = "") -> dict:
     checks and the functional forms take). The copy is for reading: the group stays the user's.
     ``where``: the group's path, which errors name (none: the keys as the constructor's arguments)."""
     for k, v in group.items():
-        if k != "params" and (isinstance(v, torch.Tensor) or (isinstance(v, tuple) and not immutable(v))):
-            return {
-                k: v if k == "params" else host_number(v, f"{where}[{k!r}]" if where else k, k == "betas")
-                for k, v in group.items()
-            }
+        if k != "params" and (
+            isinstance(v, torch.Tensor) or (isinstance(v, tuple) and not immutable(v)) or array_lr(k, v)
+        ):
+            return {k: _host_value(k, v, where) for k, v in group.items()}
     return group
+
+
+def array_lr(key: str, v) -> bool:
+    """Whether ``v`` is ``lr`` as a 0-d NumPy array (exactly: not a masked one) of a real dtype, which
+    torch.optim's steps compute with as with the NumPy scalar it holds: NumPy 2 promotes the two
+    alike (a float32 one in float32). (Its other hyper-parameters as arrays fail in torch's steps:
+    TypeErrors of its tensor ops; refused here by the checks, naming them.)"""
+    return key == "lr" and zero_d_real(v)
+
+
+def _host_value(k: str, v, where: str):
+    if k == "params":
+        return v
+    if array_lr(k, v):
+        return v[()]
+    return host_number(v, f"{where}[{k!r}]" if where else k, k == "betas")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._host_values import array_lr
+
 #: Whether NumPy keeps ``np.float32 op float`` in float32 (NEP 50, NumPy 2's promotion). NumPy 1.x
 #: (pyproject allows >= 1.22) gives float64 there: torch's for-loop then computes an np.float32 lr's
 #: scalars in double, as a Python float's. Read from the behaviour, not the version string.
@@ -30,6 +32,8 @@ def lr_is_float32(group: dict, fused=False) -> bool:
     if fused:
         return False
     lr = group["lr"]
+    if array_lr("lr", lr):  # (a 0-d array: NumPy 2 promotes it as the scalar it holds)
+        lr = lr[()]
     if isinstance(lr, np.float32):
         return NEP50_FLOAT32
     return isinstance(lr, torch.Tensor) and lr.dtype == torch.float32

@@ -16,7 +16,6 @@ from ..optim._hyper import _check_dtype, _native
 from ..optim._lowp_config import lowp_keywords
 from ..optim.adam import keep_decoupled
 from ._fused import _Fused
-from ._host_values import host_group
 from ._impl_keywords import group_foreach, impl_keywords, refuse_adam_constructor, refuse_adam_step, take_impl_keywords
 from ._tensor_hypers import refuse_decoupled_decay, refuse_half_lr, refuse_tensor
 from ._tensor_lr import Float32Lr, replaced
@@ -235,18 +234,22 @@ class NAdam(Float32Lr, _Fused):
 
     def _run(self, group, params, gi, cache=False, grads=None):
         state = self.state[params[0]]
-        self._mu_product = _rule_mu_product(host_group(group), state, params[0].dtype)
-        # torch multiplies the product in its state's dtype: float64 under a float64 default dtype,
-        # float32 params included (the rule would round it to theirs)
         mp = state["mu_product"]
+        self._mu_product = float(mp)
         self._mp_state = mp
+        # torch multiplies the product in its state's dtype: float64 under a float64 default dtype,
+        # float32 params included (the rule would round it to theirs); a float32 one beside float64
+        # params (torch's default dtype) the rule cannot keep: torch's own expressions then
         self._float64_product = isinstance(mp, torch.Tensor) and mp.dtype == torch.float64
+        self._torch_product = _narrower_product(mp, params[0].dtype)
         super()._run(group, params, gi, cache, grads)
 
     def _native_step(self, group, hp, core_run, pviews, grads, lists, t, first):
-        if tensor_betas(group["betas"]) is not None:
-            # torch's step scalars and product from its own tensor ops (``_torch_scalars``), the update
-            # natively; returns the new product, which ``_after`` stores
+        if self._torch_product or tensor_betas(group["betas"]) is not None:
+            # torch's step scalars and product from its own expressions and tensor ops (``_torch_scalars``:
+            # tensor betas; or a float32 product of float64 params, whose coefficients torch computes in
+            # doubles from the float32 product), the update natively; returns the new product, which
+            # ``_after`` stores
             _check_dtype(hp, np.dtype(pviews[0].dtype))
             mp = self._mp_state
             if not isinstance(mp, torch.Tensor):
@@ -272,23 +275,14 @@ class NAdam(Float32Lr, _Fused):
             s["mu_product"].fill_(out)
 
 
-def _rule_mu_product(group, state: dict, dtype: torch.dtype) -> float:
-    """The mu_product NAdam's rule starts this step from. The rule rounds the new product
-    mu_product * mu_t to the params' dtype, as torch rounds it to its state's; torch keeps that
-    state in its default dtype, so float64 (complex128) params under a float32 default get a float32 product:
-    torch's own (``mu_product *= mu``, on a float32 tensor), divided by mu_t so that the rule's
-    float64 product gives it back (to the last bit, or one float64 ulp off: the next float32
-    rounding of the state restores it)."""
-    mp = state["mu_product"]
-    if not (isinstance(mp, torch.Tensor) and mp.dtype == torch.float32 and dtype in (torch.float64, torch.complex128)):
-        return float(mp)
-    beta1, t = _betas(group)[0], float(state["step"]) + 1.0
-    mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * group["momentum_decay"])))  # (torch's expression)
-    if mu == 0.0:
-        return float(mp)
-    prod = mp.detach().to("cpu", copy=True)
-    prod *= mu
-    return float(prod) / mu
+def _narrower_product(mp, dtype: torch.dtype) -> bool:
+    """Whether NAdam's product ``mp`` is a float32 tensor beside float64 (complex128) params: torch's
+    state under its float32 default dtype, multiplied in float32 (``mu_product *= mu``) and read back
+    as a double by the coefficients of the params' float64 step. The rule keeps its product in one
+    precision (the params' or float64): it was handed ``mp / mu_t`` for its ``* mu_t`` to give
+    torch's product back, "or one float64 ulp off", and the ulp moved the params (momentum_decay
+    1000: 4 of 1023 float64 elements an ulp apart at step 7)."""
+    return isinstance(mp, torch.Tensor) and mp.dtype == torch.float32 and dtype in (torch.float64, torch.complex128)
 
 
 def _betas(group):

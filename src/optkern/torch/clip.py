@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .. import clip as _clip
+from .._foreign import zero_d_real
 from ..optim._given import _bump_torch_versions
 from . import _inference, _views
 
@@ -80,11 +81,13 @@ def _named(params: list):
 
 
 def _number(v):
-    """A one-element real tensor as the number it holds (torch reads ``max_norm``, ``norm_type`` and
-    ``clip_value`` with ``float()``: tensors pass; one read, a host sync on a GPU); anything else
-    as it is, for the checks to name."""
+    """A one-element real tensor or a 0-d real NumPy array as the number it holds (torch reads
+    ``max_norm``, ``norm_type`` and ``clip_value`` with ``float()``: both pass; a tensor's is one read,
+    a host sync on a GPU); anything else as it is, for the checks to name."""
     if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex() and v.dtype is not torch.bool:
         return v.item()
+    if zero_d_real(v):
+        return v[()]
     return v
 
 

@@ -28,6 +28,7 @@ ops of the tensor's dtype that optkern does not follow (a half ``lr`` of NAdam o
 rounds, NAdam's decoupled decay) are refused by name (``_tensor_hypers``). NAdam's tensor ``betas``
 step as torch's too: its scalars and ``mu_product *= mu`` (a tensor ``mu``, promoted) in torch's ops.
 
+A 0-d NumPy array ``lr`` steps as the NumPy scalar it holds, as torch's for-loop steps with it.
 A NumPy float32 ``lr`` steps as a float32 tensor lr: NumPy 2's promotion (NEP 50) keeps
 ``np.float32 op float`` in float32, so torch's for-loop and foreach steps compute those scalars in
 float32 for it too (its for-loop with ``np.float32(lr)`` is its for-loop with ``torch.tensor(lr)``,
