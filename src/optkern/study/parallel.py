@@ -84,8 +84,11 @@ class Objective:
 
     def attach(self, optimizer) -> None:
         """Reduce gradients through ``optimizer``'s data-parallel buckets (a collective:
-        checks that every rank holds the same parameter layout)."""
-        if self.comm is not None:
+        checks that every rank holds the same parameter layout) where it steps the model's float32
+        params. A low-precision run's optimizer steps other arrays (half weights, which its buckets
+        refused the float32 gradient for; SWALP, no optkern optimizer): there the float32 gradient
+        is reduced by the communicator (rank-ordered), then rounded as on one process."""
+        if self.comm is not None and _steps_params(optimizer, self.params):
             from ..distributed import DistributedOptimizer
 
             # only its synchronize() is used: the optimizer steps itself (maybe from a closure)
@@ -114,6 +117,12 @@ class Objective:
         from .. import hessian
 
         return hessian.from_mlp(self.model, self.params, self._x, self._y, kind=kind, comm=self.comm, fixed=True)
+
+
+def _steps_params(optimizer, params) -> bool:
+    """Whether ``optimizer``'s param groups hold ``params`` itself (the model's float32 weights)."""
+    groups = getattr(optimizer, "param_groups", None) or []
+    return bool(groups) and all(p is params for g in groups for p in g["params"])
 
 
 def loss_and_grad(model, params, x, y, comm=None, weight: float = 1.0, sync=None):
