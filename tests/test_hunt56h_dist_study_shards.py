@@ -43,6 +43,8 @@ def test_without_batch_norm_the_cut_is_unchanged():
     assert parallel.shard(7, None, 2) == slice(0, 7)
     with pytest.raises(ValueError, match="min_rows"):
         parallel.shard(7, None, 0)
+    with pytest.raises(TypeError, match="min_rows"):
+        parallel.shard(7, None, True)
 
 
 @pytest.mark.spawns

@@ -56,8 +56,10 @@ def shard(m: int, comm, min_rows: int = 1) -> slice:
     reduction). The batch is cut over the first ``min(size, m // min_rows)`` ranks (at least one),
     the others take none; with ``min_rows`` rows or more per rank that is every rank, the plain cut.
     """
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
-        raise ValueError(f"min_rows: expected an int >= 1, got {min_rows!r}")
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int):
+        raise TypeError(f"min_rows: expected an int, got {type(min_rows).__name__}")
+    if min_rows < 1:
+        raise ValueError(f"min_rows: expected an int >= 1, got {min_rows}")
     if comm is None:
         return slice(0, m)
     k = max(1, min(comm.size, m // min_rows))  # (the ranks that take rows)
