@@ -59,7 +59,9 @@ class ShardedCheckpoints:
         }
 
     def consolidate_state_dict(self, to: int | None = 0):
-        """The whole optimizer state, in the format of ``optimizer_class(params).state_dict()``.
+        """The whole optimizer state, in the format of ``optimizer_class(params).state_dict()``;
+        8-bit states (``state_dtype="int8"``) as their float32 values, without the codes' format
+        keys (4 bytes an element: an unsharded 8-bit optimizer loads them back as its own codes).
 
         Collective. Returned on rank ``to`` (every rank with ``to=None``), None elsewhere; arrays
         are NumPy copies. It loads into an unsharded optimizer, or into a ShardedOptimizer of

@@ -1,7 +1,8 @@
 """The study's objective, on one process or data-parallel over MPI ranks.
 
 Under ``mpiexec -n N`` every rank holds the whole data set and the same parameters; each
-batch is cut into N contiguous shards, rank ``r`` computes the loss and gradient of shard
+batch is cut into N contiguous shards (with batch norm, a batch of fewer than 2N rows into
+fewer, of two rows or more: see :func:`shard`), rank ``r`` computes the loss and gradient of shard
 ``r``, and the gradients (through :class:`optkern.distributed.DistributedOptimizer`'s fused
 buckets) and losses are summed over the ranks, each weighted by its shard's share of the
 batch: every rank then steps with the gradient of the whole batch. The reductions are
@@ -47,11 +48,23 @@ def communicator(force: bool = False):
     return comm if comm.size > 1 or force else None
 
 
-def shard(m: int, comm) -> slice:
-    """This rank's contiguous rows of a batch of ``m`` rows (all of them on one process)."""
+def shard(m: int, comm, min_rows: int = 1) -> slice:
+    """This rank's contiguous rows of a batch of ``m`` rows (all of them on one process).
+
+    ``min_rows``: the fewest rows a rank that takes any may take (2 with batch norm, which cannot
+    normalize one row: a rank given one raised alone, mid-run, while the others waited in the
+    reduction). The batch is cut over the first ``min(size, m // min_rows)`` ranks (at least one),
+    the others take none; with ``min_rows`` rows or more per rank that is every rank, the plain cut.
+    """
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int):
+        raise TypeError(f"min_rows: expected an int, got {type(min_rows).__name__}")
+    if min_rows < 1:
+        raise ValueError(f"min_rows: expected an int >= 1, got {min_rows}")
     if comm is None:
         return slice(0, m)
-    return slice(m * comm.rank // comm.size, m * (comm.rank + 1) // comm.size)
+    k = max(1, min(comm.size, m // min_rows))  # (the ranks that take rows)
+    r = min(comm.rank, k)  # (ranks past them: an empty slice at the end)
+    return slice(m * r // k, m * min(r + 1, k) // k)
 
 
 class Objective:
@@ -73,15 +86,18 @@ class Objective:
 
     def attach(self, optimizer) -> None:
         """Reduce gradients through ``optimizer``'s data-parallel buckets (a collective:
-        checks that every rank holds the same parameter layout)."""
-        if self.comm is not None:
+        checks that every rank holds the same parameter layout) where it steps the model's float32
+        params. A low-precision run's optimizer steps other arrays (half weights, which its buckets
+        refused the float32 gradient for; SWALP, no optkern optimizer): there the float32 gradient
+        is reduced by the communicator (rank-ordered), then rounded as on one process."""
+        if self.comm is not None and _steps_params(optimizer, self.params):
             from ..distributed import DistributedOptimizer
 
             # only its synchronize() is used: the optimizer steps itself (maybe from a closure)
             self._sync = DistributedOptimizer(optimizer, self.comm, grad_weight=1.0)
 
     def set_batch(self, x, y) -> None:
-        sl = shard(int(x.shape[0]), self.comm)
+        sl = shard(int(x.shape[0]), self.comm, 2 if self.model.norm == "batch" else 1)
         self._x, self._y = x[sl], y[sl]
         self._weight = (sl.stop - sl.start) / max(int(x.shape[0]), 1)
 
@@ -103,6 +119,12 @@ class Objective:
         from .. import hessian
 
         return hessian.from_mlp(self.model, self.params, self._x, self._y, kind=kind, comm=self.comm, fixed=True)
+
+
+def _steps_params(optimizer, params) -> bool:
+    """Whether ``optimizer``'s param groups hold ``params`` itself (the model's float32 weights)."""
+    groups = getattr(optimizer, "param_groups", None) or []
+    return bool(groups) and all(p is params for g in groups for p in g["params"])
 
 
 def loss_and_grad(model, params, x, y, comm=None, weight: float = 1.0, sync=None):
