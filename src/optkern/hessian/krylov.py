@@ -267,6 +267,10 @@ class BlockKrylov:
         theta, S = self.eig()
         return theta, S, vector_norm(np, self._rs(S[self.m - self.b : self.m]), axis=0) + self._drift(S)
 
+    def finish(self) -> None:
+        """The run ends here: the symmetry check's held-back warning released (``CouplingCheck.finish``)."""
+        self._symmetry.finish()
+
     def _drift(self, S):
         """What the directions ``_narrow`` dropped add to the residual bound of each Ritz pair (columns of
         ``S``): ``sum_g ||D_g s||`` over the groups kept, plus the norms of those folded into ``slack``."""
