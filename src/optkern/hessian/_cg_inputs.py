@@ -27,9 +27,26 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
         if not (dmin > 0.0) or not math.isfinite(float(d.max())):
             raise ValueError(f"precond_diag: must be positive and finite (a diagonal SPD preconditioner), min {dmin}")
         with np.errstate(over="ignore"):
-            inv = (1.0 / d).astype(dtype)
-        if not math.isfinite(float(inv.max())):  # (a subnormal d: else "fn: returned NaN or Inf" blamed A)
+            inv = 1.0 / d
+        big = float(inv.max())
+        if not math.isfinite(big):  # (a subnormal d: else "fn: returned NaN or Inf" blamed A)
             raise ValueError(f"precond_diag: its reciprocal overflows {np.dtype(dtype).name}, min {dmin}")
+        e = math.frexp(big)[1]
+        if not -64 <= e <= 64:
+            # CG's iterates are those of M = diag(1 / d) times any c > 0 (z, p, r.z scale by c, the step by
+            # 1 / c): a power of two c (exact) puts 1 / d near 1. Unscaled, d = 1e200 made p ~ 1e-200 and
+            # p.Ap underflow to 0, "negative curvature" (info -1) for an SPD A, and d = 1e300 with a float32
+            # A a zero preconditioner (1 / d rounded to 0 in float32).
+            inv = xp.ldexp(inv, -e)
+        inv = inv.astype(dtype)  # (max below 2**64 once scaled: no overflow)
+        if not float(inv.min()) > 0.0:
+            # (entries spanning more than the dtype's range: 1 / d of [1, 1e300] for a float32 A has a 0, a
+            # preconditioner only semidefinite, and once r lay in its null space cg raised "M: the
+            # preconditioner is not positive definite (r.Mr = 0.0)", naming an M the caller never passed)
+            raise ValueError(
+                f"precond_diag: its reciprocal underflows {np.dtype(dtype).name} to 0 (entries from {dmin} to "
+                f"{float(d.max())} span more than its range)"
+            )
         return lambda r: r * inv
     if M is None:
         return None
