@@ -72,3 +72,44 @@ def test_a_scaled_diagonal_gives_the_iterates_of_the_unscaled_one(c, dtype):
     same = hessian.cg(A, b, precond_diag=two * d, rtol=1e-6)
     np.testing.assert_array_equal(same.x, want.x)
     assert same.iterations == want.iterations
+
+
+def _system(dtype, n=19, seed=3):
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((n, n))
+    A = (B @ B.T + n * np.eye(n)).astype(dtype)
+    return A, rng.standard_normal(n).astype(dtype), 1.0 / np.diag(A).astype(np.float64)
+
+
+MS = {
+    "callable": lambda c, w, dtype: lambda r: (c * w).astype(dtype) * r,
+    "matrix": lambda c, w, dtype: np.diag(c * w).astype(dtype),
+    "LinearOperator": lambda c, w, dtype: sla.aslinearoperator(np.diag(c * w).astype(dtype)),
+}
+
+
+@pytest.mark.parametrize("how", sorted(MS))
+# (down to 2**-900: M r itself stays normal for residuals down to the tolerance -- at 2**-1000 the user's
+# products are subnormal and lose bits before the solve sees them)
+@pytest.mark.parametrize("e", [-900, -700, -200, -65, 65, 200, 700, 1000])
+def test_a_preconditioner_of_any_scale_gives_the_iterates_of_the_unscaled_one(how, e):
+    """``M = 2**e diag(1 / diag(A))`` (float64): the iterates of ``e = 0``, bit for bit. ``M = 1e-200 I``-like
+    scales returned info -1, "negative curvature", with x = 0 (p.Ap underflowed); ``1e200``-like ones
+    raised "A: the product is not finite"."""
+    A, b, w = _system(np.float64)
+    want = hessian.cg(A, b, M=MS[how](1.0, w, np.float64), rtol=1e-8)
+    c = 2.0**e
+    got = hessian.cg(A, b, M=MS[how](c, w, np.float64), rtol=1e-8)
+    assert got.info == want.info == 0 and not got.negative_curvature
+    assert got.iterations == want.iterations
+    np.testing.assert_array_equal(got.x, want.x)
+    np.testing.assert_array_equal(got.residual, want.residual)
+
+
+@pytest.mark.parametrize("c", [1e-30, 1e30])
+def test_a_float32_preconditioner_of_large_scale_solves(c):
+    A, b, w = _system(np.float32)
+    got = hessian.cg(A, b, M=lambda r: np.float32(c) * (w.astype(np.float32) * r), rtol=1e-5)
+    assert got.info == 0 and not got.negative_curvature
+    A64, b64 = A.astype(np.float64), b.astype(np.float64)
+    assert np.linalg.norm(b64 - A64 @ got.x) <= 1e-4 * np.linalg.norm(b64)

@@ -76,6 +76,21 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
     return _on_copy(op.matvec)
 
 
+def z_exponent(xp, z, r) -> int:
+    """``e`` such that ``M r / 2**e`` is within ``2**64`` of ``r`` in magnitude (0 where it is already, or
+    where either is zero or not finite: the solve's own checks decide then), from the first ``z = M r``.
+    CG's iterates are those of ``c M`` for any ``c > 0`` (``z``, ``p`` and ``r.z`` scale by ``c``, the
+    step by ``1 / c``), and a power of two is exact: the same ``x``, bit for bit. Unscaled, ``M = 1e-200 I``
+    made ``p.Ap`` underflow to 0 and an SPD system returned info -1, "negative curvature", with ``x = 0``;
+    ``M = 1e200 I`` overflowed it, "A: the product is not finite"."""
+    zmax = float(xp.abs(z).max()) if z.size else 0.0
+    rmax = float(xp.abs(r).max()) if r.size else 0.0
+    if not (math.isfinite(zmax) and math.isfinite(rmax) and zmax > 0.0 and rmax > 0.0):
+        return 0
+    e = math.frexp(zmax)[1] - math.frexp(rmax)[1]
+    return e if abs(e) > 64 else 0
+
+
 def _on_copy(f: Callable) -> Callable:
     """``r -> f(copy of r)``: the residual ``r`` is the solver's state. A user's preconditioner that
     scales its input in place (``np.divide(r, d, out=r)``) changed ``r`` itself, and ``cg`` returned a
