@@ -27,9 +27,26 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
         if not (dmin > 0.0) or not math.isfinite(float(d.max())):
             raise ValueError(f"precond_diag: must be positive and finite (a diagonal SPD preconditioner), min {dmin}")
         with np.errstate(over="ignore"):
-            inv = (1.0 / d).astype(dtype)
-        if not math.isfinite(float(inv.max())):  # (a subnormal d: else "fn: returned NaN or Inf" blamed A)
+            inv = 1.0 / d
+        big = float(inv.max())
+        if not math.isfinite(big):  # (a subnormal d: else "fn: returned NaN or Inf" blamed A)
             raise ValueError(f"precond_diag: its reciprocal overflows {np.dtype(dtype).name}, min {dmin}")
+        e = math.frexp(big)[1]
+        if not -64 <= e <= 64:
+            # CG's iterates are those of M = diag(1 / d) times any c > 0 (z, p, r.z scale by c, the step by
+            # 1 / c): a power of two c (exact) puts 1 / d near 1. Unscaled, d = 1e200 made p ~ 1e-200 and
+            # p.Ap underflow to 0, "negative curvature" (info -1) for an SPD A, and d = 1e300 with a float32
+            # A a zero preconditioner (1 / d rounded to 0 in float32).
+            inv = xp.ldexp(inv, -e)
+        inv = inv.astype(dtype)  # (max below 2**64 once scaled: no overflow)
+        if not float(inv.min()) > 0.0:
+            # (entries spanning more than the dtype's range: 1 / d of [1, 1e300] for a float32 A has a 0, a
+            # preconditioner only semidefinite, and once r lay in its null space cg raised "M: the
+            # preconditioner is not positive definite (r.Mr = 0.0)", naming an M the caller never passed)
+            raise ValueError(
+                f"precond_diag: its reciprocal underflows {np.dtype(dtype).name} to 0 (entries from {dmin} to "
+                f"{float(d.max())} span more than its range)"
+            )
         return lambda r: r * inv
     if M is None:
         return None
@@ -57,6 +74,21 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
             _scipy_matvec(op, n, "M.matvec"), n, dtype, xp, None, "M", check=("M.matvec",) * 3
         ).matvec
     return _on_copy(op.matvec)
+
+
+def z_exponent(xp, z, r) -> int:
+    """``e`` such that ``M r / 2**e`` is within ``2**64`` of ``r`` in magnitude (0 where it is already, or
+    where either is zero or not finite: the solve's own checks decide then), from the first ``z = M r``.
+    CG's iterates are those of ``c M`` for any ``c > 0`` (``z``, ``p`` and ``r.z`` scale by ``c``, the
+    step by ``1 / c``), and a power of two is exact: the same ``x``, bit for bit. Unscaled, ``M = 1e-200 I``
+    made ``p.Ap`` underflow to 0 and an SPD system returned info -1, "negative curvature", with ``x = 0``;
+    ``M = 1e200 I`` overflowed it, "A: the product is not finite"."""
+    zmax = float(xp.abs(z).max()) if z.size else 0.0
+    rmax = float(xp.abs(r).max()) if r.size else 0.0
+    if not (math.isfinite(zmax) and math.isfinite(rmax) and zmax > 0.0 and rmax > 0.0):
+        return 0
+    e = math.frexp(zmax)[1] - math.frexp(rmax)[1]
+    return e if abs(e) > 64 else 0
 
 
 def _on_copy(f: Callable) -> Callable:

@@ -1,7 +1,8 @@
 """pickle and copies of a ``CurvatureOperator``.
 
 An operator is its product functions. ``hessian.from_mlp``'s are fixed by picklable data (the
-model, the params, the batches and the options), so its operator pickles as that recipe and is
+model, the params, the batches and the options), and ``as_operator``'s of a dense or sparse matrix by
+that matrix, so such an operator pickles as that recipe and is
 rebuilt in the receiving process: what a ``multiprocessing`` user expects of an object sent to a
 worker (a copy, as a NumPy view arrives as a copy). An operator over functions defined inside
 another function or lambdas (``from_hvp(lambda v: ...)``, ``from_grad``, ``compose``, a distributed
@@ -22,6 +23,7 @@ any the user set) travel beside the recipe, as pickle's state, from the operator
 from __future__ import annotations
 
 import copy
+import functools
 
 from .._serial import unlocked
 
@@ -34,10 +36,17 @@ _REBUILT = (*_FUNCTIONS, "_quad", "_quad_then", "_avoid", "_recipe")
 
 def _local(fn) -> bool:
     """Whether pickle cannot find ``fn`` by its name: a lambda or a function defined inside another
-    (bound methods and partials are looked through)."""
-    fn = getattr(fn, "func", fn)  # (functools.partial)
+    (bound methods and partials are looked through, a partial's arguments too), or a callable object
+    of a class defined inside a function (pickle finds an object by its class: such an ``fn`` raised
+    pickle's own AttributeError, "Can't pickle local object", a lambda among a partial's arguments its
+    PicklingError)."""
+    if isinstance(fn, functools.partial):
+        parts = (fn.func, *fn.args, *fn.keywords.values())
+        return any(_local(a) for a in parts if callable(a))
     fn = getattr(fn, "__func__", fn)  # (a bound method: its function)
-    qualname = getattr(fn, "__qualname__", "")
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(qualname, str):  # (a callable object: pickled by its class's name)
+        qualname = type(fn).__qualname__
     return "<locals>" in qualname or "<lambda>" in qualname
 
 
@@ -46,7 +55,7 @@ def refuse_local(what: str, fn) -> None:
     if fn is not None and _local(fn):
         raise TypeError(
             f"cannot pickle this CurvatureOperator: its {what} is {getattr(fn, '__qualname__', fn)!r}, a "
-            "lambda or a function defined inside another, which pickle cannot send. Build the operator in "
+            "lambda or a function (or class) defined inside another, which pickle cannot send. Build the operator in "
             "the process that uses it: send what it is made of (hessian.from_mlp's operators pickle as their "
             "model, params and batches), or give from_hvp module-level functions"
         )

@@ -121,7 +121,8 @@ class CouplingCheck:
     - Past the declared dtype's ``_ASYMMETRY`` bound: one RuntimeWarning naming ``name`` and the gap (the
       products are not symmetric to that dtype's rounding: products computed in float32 for a float64
       operator -- pass ``dtype=float32`` -- or an hvp with a bug). Held back while a first gross gap may
-      still be followed by a second (up to 3 steps), so a refused operator raises the error only.
+      still be followed by a second (up to 3 steps), so a refused operator raises the error only; a run that
+      ends before (:meth:`finish`) warns then.
     A user's ``hvp`` that is not symmetric made Lanczos, SLQ and block Lanczos return eigenvalues of no
     operator, "converged". Not checked where the bound falls near the dtype's subnormals (rounding there is
     not relative)."""
@@ -153,18 +154,32 @@ class CouplingCheck:
                     f"stays below {_GROSS:g}); a Hessian-vector product must be symmetric (check the hvp: "
                     "u @ hvp(v) == v @ hvp(u))"
                 )
-        if not self.warned and self.worst > bound and (self.gross == 0 or self.steps >= 4):
-            self.warned = True
-            f64 = self.dtype == np.float64
-            suggest = "pass dtype=float32 if the products are computed in float32, else " if f64 else ""
-            warnings.warn(
-                f"{self.name}: the operator's products are not symmetric to {self.dtype} rounding: q_i^T A q_j and "
-                f"q_j^T A q_i of two Lanczos vectors differ by {self.worst:.3g} of ||A|| (a symmetric {self.dtype} "
-                f"operator's stay below {bound:.1g}); the eigenvalues are no more accurate than that: {suggest}check "
-                "the hvp (u @ hvp(v) == v @ hvp(u))",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        if self.gross == 0 or self.steps >= 4:
+            self._warn()
+
+    def finish(self) -> None:
+        """The run has ended: the warning held back for a first gross gap (:meth:`__call__`), now that no
+        second step will follow to raise the error. A run of one or two checked steps (n = 2 or 3, a
+        block run of few blocks) ended before either: ``[[1, 5], [0, 2]]`` wrapped as a ``LinearOperator``
+        gave top eigenvalue 3.02 "converged" (its eigenvalues are 1 and 2), with neither error nor warning."""
+        self._warn()
+
+    def _warn(self) -> None:
+        """One RuntimeWarning naming the operator, once the gap seen passed the declared dtype's bound."""
+        bound = _ASYMMETRY[self.dtype]
+        if self.warned or not self.worst > bound:
+            return
+        self.warned = True
+        f64 = self.dtype == np.float64
+        suggest = "pass dtype=float32 if the products are computed in float32, else " if f64 else ""
+        warnings.warn(
+            f"{self.name}: the operator's products are not symmetric to {self.dtype} rounding: q_i^T A q_j and "
+            f"q_j^T A q_i of two Lanczos vectors differ by {self.worst:.3g} of ||A|| (a symmetric {self.dtype} "
+            f"operator's stay below {bound:.1g}); the eigenvalues are no more accurate than that: {suggest}check "
+            "the hvp (u @ hvp(v) == v @ hvp(u))",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def float_dtype(dtype, name: str) -> np.dtype:

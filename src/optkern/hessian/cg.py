@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _backend, _pool
 from . import _cg_fused
-from ._cg_inputs import _half_as_double, _preconditioner
+from ._cg_inputs import _half_as_double, _preconditioner, z_exponent
 from ._lockstep import in_lockstep
 from .operators import as_operator
 from .symmetry import require_symmetric
@@ -226,13 +226,19 @@ def cg(
             raise ValueError(f"A: matvec returned shape {tuple(y.shape)} for a vector of {n}")
         return xp.ascontiguousarray(y.reshape(n), dtype=dtype)
 
+    z_exp = None  # (M r scaled by 2**-z_exp: see _cg_inputs.z_exponent, fixed at the first M r)
+
     def preconditioned(r):
+        nonlocal z_exp
         if precond is None:
             return r
         z = xp.asarray(precond(r))
         if z.size != n:
             raise ValueError(f"M: returned shape {tuple(z.shape)} for a vector of {n}")
-        return xp.ascontiguousarray(z.reshape(n), dtype=dtype)
+        z = xp.ascontiguousarray(z.reshape(n), dtype=dtype)
+        if z_exp is None:
+            z_exp = z_exponent(xp, z, r)
+        return xp.ldexp(z, -z_exp) if z_exp else z
 
     # r = b / s with r.r; from a cold start without a preconditioner x = 0 and the first direction
     # p = r as well (p0 below; None otherwise)

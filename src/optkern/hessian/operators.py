@@ -11,6 +11,7 @@ either.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -270,6 +271,12 @@ def as_matrix(A, name: str = "A"):
     return float_matrix(A)
 
 
+def _matrix_recipe(A, pickling: bool) -> tuple:
+    """The ``(callable, args)`` that rebuild :func:`as_operator`'s operator of the matrix ``A``
+    (``_operator_pickling``'s recipe protocol; the operator's own attributes travel beside it)."""
+    return as_operator, (A,)
+
+
 def as_operator(A, name: str = "A") -> CurvatureOperator:
     """``A`` as a curvature operator: operators pass through; a dense symmetric
     matrix (NumPy / CuPy) or a SciPy sparse one (NumPy vectors) becomes ``v -> A @ v``;
@@ -292,7 +299,12 @@ def as_operator(A, name: str = "A") -> CurvatureOperator:
             raise TypeError(f"{name}: expected a float32 or float64 matrix, got {A.dtype}")
         xp = np if sparse else _backend.array_module(A)
         kind = "sparse" if sparse else "dense"
-        return _operator_class(xp)(_quiet(A), A.shape[0], dtype, xp, _quiet(A), kind, check=None)
+        op = _operator_class(xp)(_quiet(A), A.shape[0], dtype, xp, _quiet(A), kind, check=None)
+        # pickled (and deep-copied) as its matrix, rebuilt where it is loaded: it was refused, "its matvec
+        # is '_quiet.<locals>.product', a lambda or a function defined inside another", a function the
+        # caller never wrote, for an operator made of nothing but a picklable matrix
+        op._recipe = functools.partial(_matrix_recipe, A)
+        return op
     if hasattr(A, "matvec") and hasattr(A, "shape"):
         shape = A.shape
         if not isinstance(shape, (tuple, list)) or len(shape) != 2 or shape[0] != shape[1]:

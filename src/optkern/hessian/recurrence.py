@@ -245,6 +245,7 @@ class LanczosRecurrence:
         # Invariant subspace found (or the space is exhausted): T is exact.
         if j + 1 >= self.m or not b > 10 * np.finfo(self.op.dtype).eps * scale or lost:
             self.done = True
+            self._symmetry.finish()  # (a gross gap held back for a second step that never came: warned)
             return
         self.cur ^= 1
         ring[self.cur] = w
