@@ -18,6 +18,7 @@ import torch
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
 from .._foreign import host_number
+from .._hyper_scalars import nonnegative  # (a NumPy float16 rho refused, as the optimizers refuse one)
 from .._overlap import in_spans
 from .._serial import serialized
 from ..optim._lowp_config import LOWP_KEYWORDS
@@ -60,7 +61,7 @@ class SAM(torch.optim.Optimizer):
     """
 
     def __init__(self, params, base_optimizer, rho=0.05, adaptive=False, **kwargs):
-        rho = _backend.nonnegative("rho", host_number(rho, "rho"))  # (a 0-d tensor rho, as the reference takes)
+        rho = nonnegative("rho", host_number(rho, "rho"))  # (a 0-d tensor rho, as the reference takes)
         adaptive = _backend.flag("adaptive", adaptive)
         if not callable(base_optimizer):
             raise TypeError(
@@ -129,7 +130,7 @@ class SAM(torch.optim.Optimizer):
         for i, g in enumerate(self.param_groups):
             rho = f"param_groups[{i}]['rho']"
             here = (
-                _backend.nonnegative(rho, host_number(g["rho"], rho)),
+                nonnegative(rho, host_number(g["rho"], rho)),
                 _backend.flag(f"param_groups[{i}]['adaptive']", g["adaptive"]),
             )
             if first is not None and here != first:
@@ -319,7 +320,7 @@ class SAM(torch.optim.Optimizer):
         for i, g in enumerate(sd.get("param_groups") or []):
             if isinstance(g, dict):
                 rho = f"state_dict['param_groups'][{i}]['rho']"
-                _backend.nonnegative(rho, host_number(g.get("rho", self.defaults["rho"]), rho))
+                nonnegative(rho, host_number(g.get("rho", self.defaults["rho"]), rho))
                 _backend.flag(
                     f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", self.defaults["adaptive"])
                 )
