@@ -18,6 +18,17 @@ def _block(block) -> int:
     return b
 
 
+def block_scale_name(moment: str) -> str:
+    """The state name of the 8-bit block scales of state ``moment`` (``<moment>_scale``): the one
+    spelling that optkern.optim, optkern.torch, the checkpoint schema and ZeRO's shards read."""
+    return f"{moment}_scale"
+
+
+def is_block_scale_name(name: str) -> bool:
+    """Whether state ``name`` is the block scales of a moment (:func:`block_scale_name`)."""
+    return name.endswith(block_scale_name(""))
+
+
 def n_blocks(n: int, block: int) -> int:
     return -(-n // block)
 
