@@ -179,7 +179,8 @@ class SAM(NativeByName):
 
     def _copy_shared(self, grads: list) -> list:
         """``grads`` with a copy of each one in some param's memory (:func:`._sam_alias.copy_shared`)."""
-        return copy_shared(grads, self._spans(self._all_params()), self._param_roots)
+        ps = self._all_params()
+        return copy_shared(grads, ps, self._spans(ps), self._param_roots)
 
     def first_step(self, grads) -> None:
         """w -> w + rho g / (||g|| + eps), remembering w."""

@@ -10,8 +10,6 @@ tensors; the descent step is the base optimizer's (an ``optkern.torch`` one runs
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import torch
 
@@ -19,7 +17,7 @@ from .. import _backend
 from .._atomic import Uninterrupted, deferring
 from .._foreign import host_number
 from .._hyper_scalars import nonnegative  # (a NumPy float16 rho refused, as the optimizers refuse one)
-from .._overlap import in_spans
+from .._overlap import in_spans, tensor_span
 from .._serial import serialized
 from ..optim._lowp_config import LOWP_KEYWORDS
 from . import _inference, _relaid, _views
@@ -214,7 +212,7 @@ class SAM(torch.optim.Optimizer):
                 except ValueError:
                     # two params in one memory: the kernel named them params[1] / params[0], its own
                     # arguments; named here as the caller knows them (nothing was written)
-                    _backend.check_disjoint([(_ptr(p), _ptr(p) + p.nbytes, n) for p, n in zip(ps, names) if p.nbytes])
+                    _backend.check_disjoint([(*tensor_span(p), n) for p, n in zip(ps, names) if p.nbytes])
                     shared = _in_params(ps, grads)
                     if not shared:
                         raise
@@ -333,19 +331,16 @@ class SAM(torch.optim.Optimizer):
         self._link()
 
 
-_ptr = torch.Tensor.data_ptr
-_nbytes = operator.attrgetter("nbytes")
-
-
 def _in_params(ps: list, grads: list) -> list:
     """The indices of the ``grads`` (of the params ``ps``, on their device; None for none) whose
-    memory overlaps some param's (:func:`optkern._overlap.in_spans`)."""
-    lo = np.fromiter(map(_ptr, ps), np.int64, len(ps))
-    hi = lo + np.fromiter(map(_nbytes, ps), np.int64, len(ps))
+    memory overlaps some param's (:func:`optkern._overlap.in_spans`): strided spans
+    (:func:`optkern._overlap.tensor_span`; ``data_ptr() + nbytes`` missed a strided gradient reaching
+    into a param), a conservative bound (an interleaved gradient is copied, never read moved)."""
     at = [i for i, g in enumerate(grads) if g is not None]
-    gs = [grads[i] for i in at]
-    glo = np.fromiter(map(_ptr, gs), np.int64, len(gs))
-    ghi = glo + np.fromiter(map(_nbytes, gs), np.int64, len(gs))
+    if not ps or not at:
+        return []
+    lo, hi = np.array([tensor_span(p) for p in ps], np.int64).T
+    glo, ghi = np.array([tensor_span(grads[i]) for i in at], np.int64).T
     return [at[j] for j in in_spans(lo, hi, glo, ghi)]
 
 
