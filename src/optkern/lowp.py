@@ -302,7 +302,11 @@ def _refuse_nonfinite(x, name: str) -> None:
 
 def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
     """Inverse of :func:`quantize_blockwise` (float32 of codes' shape; ``codes`` and ``scales`` may be
-    torch tensors or DLPack exporters, read through their views as ``quantize_blockwise``'s input)."""
+    torch tensors or DLPack exporters, read through their views as ``quantize_blockwise``'s input).
+
+    ``scales`` are checked (``check_block_scales``: shape, NaN / inf) before anything is decoded; on
+    CuPy that check reads them on the device and waits for one small result (a host
+    synchronization, documented there: a ValueError needs the host to see the values)."""
     codes = _backend.as_array(codes, "codes")  # (a masked array refused: its mask would be ignored)
     if not (isinstance(codes, np.ndarray) or _backend.is_cupy(codes)) or codes.dtype != np.uint8:
         raise TypeError(f"codes: expected a uint8 array, got {getattr(codes, 'dtype', type(codes).__name__)}")
