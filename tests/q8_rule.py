@@ -18,3 +18,14 @@ def quantize_rule(x, block: int = 256):
     with _backend._device_of(x):
         mod.lowp_quantize_blockwise(x, codes, scales, block)
     return codes, scales
+
+
+def dequantize_rule(codes, scales, block: int = 256):
+    """float32 values of ``codes`` (uint8, C-contiguous) with ``scales`` (float32, one per block),
+    NumPy or CuPy, as the native ``lowp_dequantize_blockwise`` decodes them, NaN / inf scales
+    included (``lowp.dequantize_blockwise`` refuses those: ``check_block_scales``)."""
+    xp, mod = lowp._native(codes)
+    out = xp.empty(codes.shape, np.float32)
+    with _backend._device_of(codes):
+        mod.lowp_dequantize_blockwise(codes, scales, out, block)
+    return out
