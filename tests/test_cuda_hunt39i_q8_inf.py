@@ -5,7 +5,8 @@ as the CPU. Skipped without CuPy / the CUDA module / a device; tools/cuda_emu ru
 import numpy as np
 
 from gpu import require_gpu, same_bits
-from optkern import lowp, optim
+from optkern import optim
+from q8_rule import quantize_rule
 
 cp, _ = require_gpu()
 
@@ -14,8 +15,8 @@ def test_quantize_blockwise_keeps_a_lone_inf_as_the_cpu_does():
     x = np.zeros(64 * 4 + 5, np.float32)
     x[[0, 70, 130, 131, 199, 200, 258]] = [np.inf, -np.inf, np.inf, -np.inf, np.inf, 1.5, -np.inf]
     x[3] = np.nan
-    codes, scales = lowp.quantize_blockwise(x, 64)
-    cg, sg = lowp.quantize_blockwise(cp.asarray(x), 64)
+    codes, scales = quantize_rule(x, 64)
+    cg, sg = quantize_rule(cp.asarray(x), 64)
     same_bits(cp.asnumpy(sg), scales, "scales")
     same_bits(cp.asnumpy(cg), codes, "codes")
     big = np.finfo(np.float32).max

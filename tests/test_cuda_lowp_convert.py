@@ -13,6 +13,7 @@ import pytest
 
 from gpu import raised, require_gpu, same_bits
 from optkern import _backend, lowp
+from q8_rule import dequantize_rule, quantize_rule
 
 cp, _cuda = require_gpu()
 _cpu = _backend.cpu
@@ -78,8 +79,8 @@ def test_blockwise_quantization_as_on_the_cpu(block, kind):
     rng = np.random.default_rng(602)
     for n in [0, 1, 63, 64, 65, 1000, 4097, 70_001]:
         x = block_values(rng, n, kind)
-        c, s = lowp.quantize_blockwise(cp.asarray(x), block)
-        want_c, want_s = lowp.quantize_blockwise(x, block)
+        c, s = quantize_rule(cp.asarray(x), block)
+        want_c, want_s = quantize_rule(x, block)
         bits_equal(c, want_c, f"codes n={n}")
         bits_equal(s, want_s, f"scales n={n}")
         bits_equal(lowp.dequantize_blockwise(c, s, block), lowp.dequantize_blockwise(want_c, want_s, block), "back")
@@ -92,8 +93,9 @@ def test_dequantizing_any_codes_and_scales_as_on_the_cpu(block):
     codes = rng.integers(0, 256, n, dtype=np.uint16).astype(np.uint8)
     scales = (rng.standard_normal(lowp.n_blocks(n, block)) * 10).astype(np.float32)
     scales[:4] = [0.0, -0.0, np.inf, np.nan]
-    got = lowp.dequantize_blockwise(cp.asarray(codes), cp.asarray(scales), block)
-    bits_equal(got, lowp.dequantize_blockwise(codes, scales, block), "dequantize")
+    # (the kernels' decode of any scales: the public function refuses NaN / inf ones, hunt 55i)
+    got = dequantize_rule(cp.asarray(codes), cp.asarray(scales), block)
+    bits_equal(got, dequantize_rule(codes, scales, block), "dequantize")
 
 
 def _cases(xp):

@@ -313,6 +313,13 @@ def check_finite(a, name: str) -> None:
     diverged run's state (except to put an object's own state back: ``restoring_own_state``)."""
     if a.size == 0 or getattr(_OWN_STATE, "on", False):
         return
+    refuse_nonfinite(a, name)
+
+
+def refuse_nonfinite(a, name: str) -> None:
+    """ValueError naming ``name`` and counting the NaN / inf entries of ``a`` (a floating-point NumPy
+    or CuPy array), if any: the one message of the loaders (``check_finite``) and of
+    :func:`optkern.lowp.quantize_blockwise`, which has no code for them."""
     # operators only (no module functions): the same code for NumPy and CuPy, on the array's device.
     # |x| <= max is False exactly for NaN and +-inf
     bad = a.size - int((abs(a) <= float(np.finfo(a.dtype).max)).sum())

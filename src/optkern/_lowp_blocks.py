@@ -18,6 +18,17 @@ def _block(block) -> int:
     return b
 
 
+def block_scale_name(moment: str) -> str:
+    """The state name of the 8-bit block scales of state ``moment`` (``<moment>_scale``): the one
+    spelling that optkern.optim, optkern.torch, the checkpoint schema and ZeRO's shards read."""
+    return f"{moment}_scale"
+
+
+def is_block_scale_name(name: str) -> bool:
+    """Whether state ``name`` is the block scales of a moment (:func:`block_scale_name`)."""
+    return name.endswith(block_scale_name(""))
+
+
 def n_blocks(n: int, block: int) -> int:
     return -(-n // block)
 
@@ -30,17 +41,25 @@ def check_block_scales(scales, n: int, block: int, where: str = "scales", nonneg
     (``nonnegative``: stored in the unsigned map), none negative (the sign marks the signed map:
     its codes below 128 would decode as other, positive, magnitudes). The one check of the scales,
     shared by :func:`dequantize_blockwise` and the optimizers' state loaders (optkern.optim and
-    optkern.torch), so that what one refuses the others refuse alike."""
+    optkern.torch), so that what one refuses the others refuse alike.
+
+    On CuPy the values are read on the device and their two counts brought to the host together:
+    one synchronization per call, which a device-side check cannot avoid -- an error raised by this
+    call needs the host to see the values, and a check left on the device could only make the
+    decoded values NaN, which non-finite scales already do, silently. The optimizers' steps never
+    take it (their 8-bit states decode inside the fused kernel, from scales the kernel wrote; the
+    loaders check on the host), so only a direct ``dequantize_blockwise`` of CuPy arrays waits."""
     nb = n_blocks(n, block)
     if scales.dtype != np.float32 or scales.shape != (nb,):
         got = f"{scales.size} of {scales.dtype}" if scales.ndim <= 1 else f"{scales.dtype} of shape {scales.shape}"
         want = _backend.counted(nb, "float32 block scale")
         raise ValueError(f"{where}: expected {want} (shape ({nb},)), got {got}")
     xp = _backend.array_module(scales)
-    bad = int(xp.count_nonzero(~xp.isfinite(scales)))
+    counts = xp.stack([xp.count_nonzero(~xp.isfinite(scales)), xp.count_nonzero(scales < 0)])
+    bad, neg = (int(c) for c in _backend.to_numpy(counts))  # (one device -> host copy on CuPy)
     if bad:
         raise ValueError(f"{where}: {_backend.counted(bad, 'non-finite block scale')} (NaN or inf)")
-    neg = int(xp.count_nonzero(scales < 0)) if nonnegative else 0
+    neg = neg if nonnegative else 0
     if neg:
         raise ValueError(
             f"{where}: {_backend.counted(neg, 'negative block scale')} (a negative scale marks the signed map; "

@@ -24,6 +24,8 @@ import sys
 
 import numpy as np
 
+from ._lowp_blocks import block_scale_name
+
 #: optkern.optim's entry key of an 8-bit block size, and optkern.torch's
 OPTIM_BLOCK, TORCH_BLOCK = "block", "block_size"
 FORMAT = "state_dtype"
@@ -70,7 +72,7 @@ def as_optim(sd):
         if block is not None:
             e[OPTIM_BLOCK] = block
         if FORMAT not in e:
-            if any(_dtype_name(v) == "uint8" and f"{k}_scale" in e for k, v in e.items()):
+            if any(_dtype_name(v) == "uint8" and block_scale_name(k) in e for k, v in e.items()):
                 e[FORMAT] = "int8"
             elif _torch_bf16(e):
                 e[FORMAT] = "bfloat16"

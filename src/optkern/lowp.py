@@ -39,7 +39,10 @@ resolution halves, so small values keep relative precision down to 1e-6
 (signed) / 1e-7 (unsigned) of the block's absmax. Blocks whose values are all
 >= 0 (second moments) use the unsigned map, one bit finer. +-inf saturates to
 its sign's top code (the block's largest finite magnitude; +-FLT_MAX in a block
-with no finite non-zero value); NaN has no code and is stored as 0. Round trip error per
+with no finite non-zero value); NaN has no code and is stored as 0. That is the
+rule of the optimizers' fused 8-bit steps; ``quantize_blockwise`` itself refuses
+non-finite input (ValueError naming ``x``), as the loaders refuse a non-finite
+state. Round trip error per
 element is at most ``0.45 / 64`` of the block's absmax for a signed block and
 ``0.45 / 128`` for an unsigned one (below ``absmax / 127``), plus the float32 rounding of the
 decoded value (measured: 0.4500006 / 64, 0.4500019 / 128), while the absmax is
@@ -58,6 +61,7 @@ import inspect
 import numpy as np
 
 from . import _backend
+from ._array_checks import refuse_nonfinite
 from ._lowp_blocks import _block as _block  # (the 8-bit blocks' layout and checks: its own module)
 from ._lowp_blocks import check_block_scales as check_block_scales
 from ._lowp_blocks import decode_map as decode_map
@@ -264,9 +268,18 @@ def from_half(h, dtype: str | np.dtype | type | None = None) -> np.ndarray:
 
 
 def quantize_blockwise(x, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """float32 ``x`` -> (codes: uint8 of x's shape, scales: float32 per block of the flat array)."""
+    """float32 ``x`` -> (codes: uint8 of x's shape, scales: float32 per block of the flat array).
+
+    ``x`` must be finite: NaN and +-inf raise ValueError naming ``x`` (counting them). The map has
+    no code for NaN and would store +-inf as the block's largest finite magnitude, a round trip
+    that returns finite values for non-finite input. On CuPy the check reads one flag from the
+    device (a host synchronization: the error is raised by this call). Inside an optimizer step the
+    fused 8-bit rule requantizes without this check, as the module docstring describes (+-inf
+    saturates, NaN stores 0): non-finite grads there are the GradScaler's, whose ``found_inf``
+    skips the step; without one a NaN grad makes its param NaN, as in float32, and its moments 0."""
     x = _float32(x, cupy_ok=True)
     block = _block(block)
+    _refuse_nonfinite(x, "x")
     codes = _empty(x, x.shape, np.uint8)
     scales = _empty(x, n_blocks(x.size, block), np.float32)
     with _backend._device_of(x):
@@ -274,9 +287,26 @@ def quantize_blockwise(x, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
     return codes, scales
 
 
+def _refuse_nonfinite(x, name: str) -> None:
+    """ValueError naming ``name`` where float32 ``x`` (NumPy or CuPy, C-contiguous) holds NaN or
+    +-inf: one native read of ``x`` (``all_finite``, no temporary array); the count (the loaders'
+    message) only after it failed."""
+    if x.size == 0:
+        return
+    flag = _empty(x, 1, np.float64)
+    with _backend._device_of(x):
+        _native(x)[1].all_finite([x], flag)
+    if float(flag[0]) != 1.0:
+        refuse_nonfinite(x, name)
+
+
 def dequantize_blockwise(codes, scales, block: int = 256) -> np.ndarray:
     """Inverse of :func:`quantize_blockwise` (float32 of codes' shape; ``codes`` and ``scales`` may be
-    torch tensors or DLPack exporters, read through their views as ``quantize_blockwise``'s input)."""
+    torch tensors or DLPack exporters, read through their views as ``quantize_blockwise``'s input).
+
+    ``scales`` are checked (``check_block_scales``: shape, NaN / inf) before anything is decoded; on
+    CuPy that check reads them on the device and waits for one small result (a host
+    synchronization, documented there: a ValueError needs the host to see the values)."""
     codes = _backend.as_array(codes, "codes")  # (a masked array refused: its mask would be ignored)
     if not (isinstance(codes, np.ndarray) or _backend.is_cupy(codes)) or codes.dtype != np.uint8:
         raise TypeError(f"codes: expected a uint8 array, got {getattr(codes, 'dtype', type(codes).__name__)}")

@@ -11,7 +11,6 @@ import contextlib
 
 import numpy as np
 
-from .. import _backend
 from .._array_checks import byte_span
 from .._clip_checks import _check_no_overlap
 from ..optim._closure import steps_from_closure
@@ -348,7 +347,7 @@ class DistributedOptimizer(ClosureSteps):
             if not self._skip:
                 grads, w = self._checked(grads)
             check_optimizer_step(self.optimizer, grads)  # a refused step must not find grads averaged
-            debug = _backend.flag("check_replicas", self.check_replicas)  # (a bad one: refused together)
+            debug = hyper_check.check_replicas_flag(self)  # (a bad one: refused together)
         except (TypeError, ValueError) as e:
             err = e
         # (check_replicas, a debug mode: the stepped grads' hash rides in the step's allreduce below)

@@ -155,6 +155,9 @@ class HyperCheck:
     hyper-parameter and the ranks. ``words``: as for :func:`check_same_groups`.
     """
 
+    #: what the ``grads`` digest of ``__call__`` covers (a key of ``REPLICA_PARTS``)
+    replicas = "grads"
+
     def __init__(self, optimizer, counts, comm, sig, words: Words = ZERO):
         self.optimizer, self.counts, self.comm, self.words = optimizer, counts, comm, words
         self._snap = self._snapshot()
@@ -227,7 +230,7 @@ class HyperCheck:
             raise ValueError(
                 f"step: the ranks' hyper-parameters differ, changed after construction on some ranks only: {e}"
             ) from None
-        bad_grads = grads_error([g[4] for g in got])
+        bad_grads = grads_error([g[4] for g in got], self.replicas)
         if bad_grads is not None:
             raise bad_grads
         # (equal signatures and grads, different hashes: not reachable -- the hash is of them)
@@ -240,17 +243,38 @@ def grads_digest(grads: list) -> int:
     return int(_digest(state_digest(grads)))
 
 
-def grads_error(digests: list) -> ValueError | None:
-    """The error of the ranks' gradient digests (:func:`grads_digest`, None where not taken) when
-    they differ: the check set on some ranks only, or gradients that differ after ``synchronize``."""
+#: What ``check_replicas`` compares (the digest folded into the step's hash) and what the ranks were
+#: told when it differs: DistributedOptimizer's replicas step with the gradients they hold inside
+#: ``skip_synchronize()``; ZeRO-1's each read their slice from their own copy of the params, whose
+#: all-gather then mixes the ranks' copies.
+REPLICA_PARTS = {
+    "grads": (
+        "inside skip_synchronize() the gradients on rank {r} differ from rank 0's (changed after "
+        "synchronize() on some ranks only, e.g. clipped without comm=: each replica would step with its "
+        "own and drift apart); nothing was stepped"
+    ),
+    "params": (
+        "the params on rank {r} differ from rank 0's (changed on some ranks only, e.g. weights loaded "
+        "or re-initialized there: each rank steps its slice from its own copy and the all-gather would "
+        "mix them); nothing was stepped"
+    ),
+}
+
+
+def check_replicas_flag(opt) -> bool:
+    """``opt.check_replicas`` (a debug mode of the data-parallel optimizers, default False) as a
+    bool; a bad value refused naming it (inside the step's checks: refused on every rank)."""
+    return _backend.flag("check_replicas", opt.check_replicas)
+
+
+def grads_error(digests: list, part: str = "grads") -> ValueError | None:
+    """The error of the ranks' replica digests (:func:`grads_digest`, None where not taken) when
+    they differ: the check set on some ranks only, or the ``part`` (``REPLICA_PARTS``) that
+    differs between ranks."""
     r = next((i for i, d in enumerate(digests) if d != digests[0]), None)
     if r is None:
         return None
     if None in digests:
         on, off = (r, 0) if digests[0] is None else (0, r)
         return ValueError(f"step: check_replicas is set on rank {on}, not on rank {off} (set it alike on every rank)")
-    return ValueError(
-        f"step: inside skip_synchronize() the gradients on rank {r} differ from rank 0's (changed after "
-        "synchronize() on some ranks only, e.g. clipped without comm=: each replica would step with its "
-        "own and drift apart); nothing was stepped"
-    )
+    return ValueError("step: " + REPLICA_PARTS[part].format(r=r))

@@ -78,6 +78,15 @@ class ShardedOptimizer(FollowsTensors, ShardedCheckpoints):
     opt.skip_synchronize():``: the unsharded clip and step, bit for bit (that list itself, not a
     copy: the norm takes the params' own chunks across the ranks' boundaries, sharded_clip).
 
+    The params must stay the same on every rank: each step reads this rank's slice from its own
+    copy, and the all-gather gives every rank the slices the others read from theirs (weights
+    loaded or changed on some ranks only end up half taken, silently: no step compares the params,
+    a pass over them every step). To look for it, set ``opt.check_replicas = True`` on every rank
+    (a debug mode, as :class:`DistributedOptimizer`'s, sharing its code: each step hashes the
+    params and the hash rides in the step's hyper-parameter allreduce): params that differ raise
+    ValueError on every rank, naming one, before anything is stepped. (The slices of the gradient
+    differ by design: clip them with ``comm=``, which takes the global norm.)
+
     AdaGrad-Norm's ``||g||^2`` is summed over the ranks' slices (rank-ordered, so ``b^2`` is
     the same on every rank); its float64 sum is rounded differently than one process's.
     """
@@ -95,6 +104,7 @@ class ShardedOptimizer(FollowsTensors, ShardedCheckpoints):
         self._build(groups)
         self._skip = False
         self._synced = False
+        self.check_replicas = False
 
     def _build(self, groups: list) -> None:
         """The buffers, slices and local optimizer for ``groups`` (the user's groups; their arrays are
@@ -168,6 +178,7 @@ class ShardedOptimizer(FollowsTensors, ShardedCheckpoints):
         hyper_check.check_same_groups(sigs)
         # and at every step (a change on one rank only diverges silently): one allreduce of a hash
         self._hyper_check = hyper_check.HyperCheck(self.optimizer, self._counts, self.comm, sigs[self.rank])
+        self._hyper_check.replicas = "params"  # (check_replicas compares the params the slices are read from)
         self._sq_by_group: list = []
         self._adagrad_norm = isinstance(self.optimizer, AdagradNorm)
         if self._adagrad_norm:
@@ -342,7 +353,7 @@ class ShardedOptimizer(FollowsTensors, ShardedCheckpoints):
             sharded_groups.step_grown(self, grads)
             return
         err: Exception | None = None
-        w = None
+        w, debug = None, False
         if self._skip and not self._synced:  # (agreed below: every rank raises it)
             err = RuntimeError(
                 "step: inside skip_synchronize() but synchronize(grads) was not called since the last step"
@@ -355,11 +366,14 @@ class ShardedOptimizer(FollowsTensors, ShardedCheckpoints):
                 if grads is None:
                     raise ValueError("grads: required outside skip_synchronize()")
                 grads, w = check_grads(grads, self._user), self._weight()
+            debug = hyper_check.check_replicas_flag(self)  # (a bad one: refused together)
         except (TypeError, ValueError) as e:
             err = e
+        # (check_replicas, a debug mode: the params' hash rides in the allreduce below)
+        digest = hyper_check.grads_digest(self._user) if debug and err is None else None
         # (every rank, before any collective of this step: an error on one rank raises on every
         # rank, as does a step inside skip_synchronize() on some ranks only)
-        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight))
+        self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight), digest)
         if not self._skip:
             self._reduce_scatter(grads, w)
         self._read_params()

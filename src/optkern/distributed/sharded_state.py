@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend, lowp
+from .._lowp_blocks import block_scale_name
 from ..optim._lowp import LowPrecisionMixin
 from ..optim._run import _Run
 from ..optim._state_checks import (
@@ -54,10 +55,10 @@ def _float_entry(entry: dict, where: str) -> dict:
     block = lowp._block(entry.get("block", 256))
     out = {k: v for k, v in entry.items() if k not in ("state_dtype", "block")}
     for k, v in entry.items():
-        scales = entry.get(f"{k}_scale")
+        scales = entry.get(block_scale_name(k))
         if scales is None or not hasattr(v, "shape"):
             continue
-        out.pop(f"{k}_scale")  # (the optimizers' own decoding of a stored 8-bit state, with its checks)
+        out.pop(block_scale_name(k))  # (the optimizers' own decoding of a stored 8-bit state, with its checks)
         values = LowPrecisionMixin._lowp_widen(v, "int8", entry, k, block, f"{where}[{k!r}]")
         out[k] = np.asarray(values).reshape(np.shape(v))
     return out

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 from .. import _backend
+from .._hyper_scalars import in_range as in_range
+from .._hyper_scalars import nonnegative as nonnegative
+from .._hyper_scalars import positive as positive
 from ._state_checks import _MAX_STEP
 
 
@@ -39,33 +42,8 @@ def _flag(name: str, value) -> bool:
     raise TypeError(f"{name}: expected a bool (or 0 / 1), got {type(value).__name__}")
 
 
-# ---- scalar hyper-parameters: _backend's checks, a NumPy float16 refused first ----------------
-# torch.optim computes its step scalars from a float16 NumPy lr (or beta, decay ...) in float16
-# (NumPy 2's promotion, NEP 50: np.float16 op float is float16): Adam's lr / (1 - beta1^t) and
-# 1 - beta1 rounded to 11 bits, 995 of 1000 params off the same steps with float(lr). The rules
-# compute them in double (a float32 one: torch's float32 ops, torch/_tensor_lr.py), so a float16
-# one is refused by name rather than stepped differently (tests/test_hunt55d_float16_hypers.py).
-def _refuse_float16(name: str, value) -> None:
-    if type(value) is np.float16:
-        raise TypeError(
-            f"{name}: a numpy.float16 scalar ({float(value)!r}) is refused: torch.optim computes its "
-            "step scalars from one in float16 (rounded); pass float(value)"
-        )
-
-
-def in_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False) -> float:
-    _refuse_float16(name, value)
-    return _backend.in_range(name, value, lo, hi, lo_open=lo_open, hi_open=hi_open)
-
-
-def nonnegative(name: str, value) -> float:
-    _refuse_float16(name, value)
-    return _backend.nonnegative(name, value)
-
-
-def positive(name: str, value) -> float:
-    _refuse_float16(name, value)
-    return _backend.positive(name, value)
+# (in_range, nonnegative, positive: the scalar checks, a NumPy float16 refused first, imported above
+# from optkern._hyper_scalars, the one definition SAM and the schedules share)
 
 
 def _lists(params, grads, **states):

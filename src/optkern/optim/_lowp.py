@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import _backend, lowp
 from .._array_checks import byte_span
+from .._lowp_blocks import block_scale_name
 from ._lowp_checks import STORAGE, check_state, native_check
 from ._lowp_config import (
     _MASTER,
@@ -219,9 +220,9 @@ class LowPrecisionMixin(LowpStateDictMixin):
             st[_MASTER] = [lowp.from_half(p) for p in run.params]
         if lp.state_dtype == "int8":
             for n in names:
-                if f"{n}_scale" not in st:
+                if block_scale_name(n) not in st:
                     scale = self._lowp_initial(n, hp)[1]
-                    st[f"{n}_scale"] = [
+                    st[block_scale_name(n)] = [
                         _backend.zeros(p, lowp.n_blocks(p.size, lp.block), np.float32) + scale for p in run.params
                     ]
 
@@ -295,7 +296,7 @@ class LowPrecisionMixin(LowpStateDictMixin):
                 gs,
                 sel(st[_MASTER]) if half else None,
                 [sel(st[n]) for n in names],
-                [sel(st[f"{n}_scale"]) for n in names] if lp.state_dtype == "int8" else None,
+                [sel(st[block_scale_name(n)]) for n in names] if lp.state_dtype == "int8" else None,
                 sel(bases),
             )
             if self._element_runs:

@@ -8,6 +8,7 @@ from operator import attrgetter
 import numpy as np
 
 from .. import _backend, lowp
+from .._lowp_blocks import is_block_scale_name
 from ._lowp_config import _MASTER, LowpConfig
 
 #: each ``state_dtype``'s storage: float32 values, bfloat16 bits, 8-bit codes
@@ -30,7 +31,7 @@ def check_state(lp: LowpConfig | None, run) -> None:
     assert lp is not None  # low-precision mode only
     store = STORAGE[lp.state_dtype]
     for name, arrays in run.state.items():
-        scales = lp.state_dtype == "int8" and name.endswith("_scale")
+        scales = lp.state_dtype == "int8" and is_block_scale_name(name)
         dt = np.dtype(np.float32) if scales or name == _MASTER else store
         for i, p, a in zip(run.index, run.params, arrays):
             if a is None:  # (a float32 param's master, beside half ones in optkern.torch)
@@ -82,7 +83,7 @@ def native_check(lp: LowpConfig | None, pairs, cache: dict) -> bool:
             cache[id(run)] = hit
         specs.append((run.params[0].dtype, run.params, hit[4], gs, run.params, hit[6]))
         for name, arrays in run.state.items():
-            scales = lp.state_dtype == "int8" and name.endswith("_scale")
+            scales = lp.state_dtype == "int8" and is_block_scale_name(name)
             try:
                 if list(map(_size, arrays)) != (hit[3] if scales else sizes):
                     return False

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import _backend
 from .._foreign import refuse_meta
+from .._lowp_blocks import block_scale_name as block_scale_name
 
 STATE_DTYPES = ("float32", "bfloat16", "int8")
 _MASTER = "master_param"
@@ -33,7 +34,7 @@ def block_scale_names(moments, state_dtype: str) -> tuple:
     ``(n_blocks,)`` where every other state array has its param's shape), none for any other. The
     one definition optkern.optim and optkern.torch read (their state names, the state dicts' and the
     steps' shape checks)."""
-    return tuple(f"{n}_scale" for n in moments) if state_dtype == "int8" else ()
+    return tuple(block_scale_name(n) for n in moments) if state_dtype == "int8" else ()
 
 
 @functools.lru_cache(maxsize=64)

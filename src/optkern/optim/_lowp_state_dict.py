@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _backend, lowp
+from .._lowp_blocks import block_scale_name
 from .._lowp_schema import as_optim
 from .._serial import serialized
 from ._lowp_config import _MASTER, STATE_DTYPES, _host, block_scale_names
@@ -137,7 +138,7 @@ class LowpStateDictMixin(OptimizerParts):
                 if k in base and v is not None:
                     v = self._lowp_widen(v, fmt, entry, k, block, f"{where}[{k!r}]", sizes.get(str(key)))
                     if fmt == "int8" and lp is not None and lp.state_dtype == "int8" and lp.block == block:
-                        scale = f"{k}_scale"
+                        scale = block_scale_name(k)
                         self._lowp_raw[(str(key), k)] = (
                             _host(entry[k], f"{where}[{k!r}]"),
                             _host(entry[scale], f"{where}[{scale!r}]"),
@@ -173,12 +174,12 @@ class LowpStateDictMixin(OptimizerParts):
             if size is not None and codes.size != size:
                 want = _backend.counted(size, "element")
                 raise ValueError(f"{where}: expected {want} (like its parameter), got {codes.size}")
-            scales = entry.get(f"{k}_scale")
+            scales = entry.get(block_scale_name(k))
             if scales is None:
                 raise ValueError(
-                    f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]: missing (8-bit state needs its scales)"
+                    f"{where[: -len(repr(k)) - 2]}[{block_scale_name(k)!r}]: missing (8-bit state needs its scales)"
                 )
-            at = f"{where[: -len(repr(k)) - 2]}[{k + '_scale'!r}]"
+            at = f"{where[: -len(repr(k)) - 2]}[{block_scale_name(k)!r}]"
             scales = _host(scales, at)
             lowp.check_block_scales(scales, codes.size, block, at, nonnegative=k in NONNEGATIVE)
             return lowp.dequantize_blockwise(codes, scales, block)
@@ -214,7 +215,7 @@ class LowpStateDictMixin(OptimizerParts):
                     scales = np.array(raw[1], np.float32)
                 else:
                     codes, scales = lowp.quantize_blockwise(np.ascontiguousarray(arrays[n]), lp.block)
-                arrays[n], arrays[f"{n}_scale"] = codes, scales
+                arrays[n], arrays[block_scale_name(n)] = codes, scales
         if _backend.is_cupy(p):  # (built on the host above) onto p's device
             arrays = {n: _backend.asarray_like(a, p, a.dtype) for n, a in arrays.items()}
         if lp.master and _MASTER not in arrays:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _backend
 from .._array_checks import byte_span
-from .._overlap import in_spans
+from .._overlap import exact_for_numpy, in_spans
 
 
 def root(a):
@@ -21,13 +21,15 @@ def root(a):
     return a
 
 
-def copy_shared(grads: list, param_spans, roots) -> list:
+def copy_shared(grads: list, params: list, param_spans, roots) -> list:
     """``grads`` (checked; None: no gradient) with a copy of each one whose memory overlaps one of
-    the ``param_spans`` (``(first byte, end, name)``, the params' non-empty ones); ``grads`` itself
-    when none does. ``roots``: ``id(root(p))`` of the params: a NumPy array over another memory (a
-    fresh gradient) is not spanned (a byte span costs ~2 us an array); others (foreign arrays'
-    views too) are."""
-    at, spans = [], []
+    the ``params`` (``param_spans``: their non-empty ones' ``(first byte, end, name)``); ``grads``
+    itself when none does. Spans that meet are decided exactly for NumPy arrays (``np.shares_memory``:
+    a gradient interleaved with its param, ``a[1::2]`` beside ``a[::2]``, shares nothing) and taken as
+    they are otherwise (CuPy: a copy too many, never one too few). ``roots``: ``id(root(p))`` of the
+    params: a NumPy array over another memory (a fresh gradient) is not spanned (a byte span costs
+    ~2 us an array); others (foreign arrays' views too) are."""
+    at, spans, arrays = [], [], []
     for i, g in enumerate(grads):
         if g is None:
             continue
@@ -35,11 +37,12 @@ def copy_shared(grads: list, param_spans, roots) -> list:
         if a.nbytes and (a is not g or type(a) is not np.ndarray or id(root(a)) in roots):
             at.append(i)
             spans.append(byte_span(a))
+            arrays.append(a)
     if not at:
         return grads
     lo, hi = (np.array([s[k] for s in param_spans], np.int64) for k in (0, 1))
     glo, ghi = (np.array([s[k] for s in spans], np.int64) for k in (0, 1))
-    shared = [at[j] for j in in_spans(lo, hi, glo, ghi)]
+    shared = [at[j] for j in exact_for_numpy(list(in_spans(lo, hi, glo, ghi)), arrays, params)]
     if not shared:
         return grads
     grads = list(grads)

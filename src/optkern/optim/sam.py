@@ -20,6 +20,7 @@ import numpy as np
 from .. import _backend
 from .._array_checks import byte_span
 from .._atomic import Uninterrupted, deferring
+from .._hyper_scalars import nonnegative  # (a NumPy float16 rho refused, as the optimizers refuse one)
 from .._pickling import NativeByName
 from .._serial import serialized
 from ._closure import call, closure_loss
@@ -91,8 +92,8 @@ class SAM(NativeByName):
                 "DistributedOptimizer instead (it averages the closure's results)"
             )
         self.base = base
-        self.rho = _backend.nonnegative("rho", rho)
-        self.eps = _backend.nonnegative("eps", eps)
+        self.rho = nonnegative("rho", rho)
+        self.eps = nonnegative("eps", eps)
         self.adaptive = _backend.flag("adaptive", adaptive)
         ps = self._all_params()
         if len({(p.dtype, _backend.is_cupy(p)) for p in ps}) > 1:
@@ -178,7 +179,8 @@ class SAM(NativeByName):
 
     def _copy_shared(self, grads: list) -> list:
         """``grads`` with a copy of each one in some param's memory (:func:`._sam_alias.copy_shared`)."""
-        return copy_shared(grads, self._spans(self._all_params()), self._param_roots)
+        ps = self._all_params()
+        return copy_shared(grads, ps, self._spans(ps), self._param_roots)
 
     def first_step(self, grads) -> None:
         """w -> w + rho g / (||g|| + eps), remembering w."""
@@ -192,8 +194,8 @@ class SAM(NativeByName):
             raise RuntimeError("first_step: the params are already perturbed (call second_step first)")
         # the attributes a user may set between steps, checked as the constructor checks them (an
         # adaptive of "yes" reached the native call: a TypeError naming none of SAM's arguments)
-        self.rho = _backend.nonnegative("rho", self.rho)
-        self.eps = _backend.nonnegative("eps", self.eps)
+        self.rho = nonnegative("rho", self.rho)
+        self.eps = nonnegative("eps", self.eps)
         self.adaptive = _backend.flag("adaptive", self.adaptive)
         # a torch tensor given new memory (tensor.data =) followed there first: the ascent step wrote
         # its old memory, the closure read the new one at w, not at the ascent point
@@ -343,8 +345,8 @@ class SAM(NativeByName):
                 f"state_dict: unknown key {extra[0]!r} (expected 'base', 'rho', 'eps' and 'adaptive'; "
                 "load_state_dict(..., strict=False) ignores it)"
             )
-        rho = _backend.nonnegative("state_dict['rho']", state_dict.get("rho", self.rho))
-        eps = _backend.nonnegative("state_dict['eps']", state_dict.get("eps", self.eps))
+        rho = nonnegative("state_dict['rho']", state_dict.get("rho", self.rho))
+        eps = nonnegative("state_dict['eps']", state_dict.get("eps", self.eps))
         adaptive = _backend.flag("state_dict['adaptive']", state_dict.get("adaptive", False))
         base = state_dict["base"]
         if not isinstance(base, dict):

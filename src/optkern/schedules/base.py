@@ -14,7 +14,7 @@ import numbers
 from collections.abc import Callable, Mapping, Set
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .. import _backend
+from .. import _backend, _hyper_scalars
 from .._checked_values import cached, remember
 from .._words import article
 from ._group_values import _item
@@ -221,11 +221,13 @@ def derived_total_steps(follows: str):
 
 
 def positive(name, v):
-    return _backend.positive(name, v)
+    """A finite value > 0, a NumPy float16 refused (``optkern._hyper_scalars``)."""
+    return _hyper_scalars.positive(name, v)
 
 
 def nonneg(name, v):
-    return _backend.nonnegative(name, v)
+    """A finite value >= 0, a NumPy float16 refused (``optkern._hyper_scalars``)."""
+    return _hyper_scalars.nonnegative(name, v)
 
 
 def count(name, v, lo=0):

@@ -6,7 +6,7 @@ import math
 
 from .. import _backend
 from ..lowp import _option
-from .base import Schedule, count, factor_rule, in_unit, positive, power
+from .base import Schedule, count, factor_rule, in_unit, nonneg, positive, power
 
 
 class cyclic(Schedule):
@@ -26,7 +26,7 @@ class cyclic(Schedule):
     """
 
     _rules = (
-        ("base_lr", _backend.nonnegative),
+        ("base_lr", nonneg),
         ("max_lr", positive),
         ("step_size_up", positive),
         ("step_size_down", _backend.nonnegative),
@@ -35,7 +35,7 @@ class cyclic(Schedule):
     )
 
     def __init__(self, base_lr=0.1, max_lr=1.0, step_size_up=2000, step_size_down=None, mode="triangular", gamma=1.0):
-        self.base_lr = _backend.nonnegative("base_lr", base_lr)
+        self.base_lr = nonneg("base_lr", base_lr)
         # (base_lr > max_lr taken: torch's CyclicLR runs that triangle downward; it was refused here)
         self.max_lr = positive("max_lr", max_lr)
         # Any positive number, as torch's CyclicLR takes it (float(step_size_up)): 2.5 is a cycle of
@@ -210,7 +210,7 @@ class one_cycle(_phased):
     ):
         # max_lr 0 (every lr 0), total_steps 1 and pct_start 0 taken: torch's OneCycleLR runs them;
         # they were refused here
-        self.max_lr = _backend.nonnegative("max_lr", max_lr)
+        self.max_lr = nonneg("max_lr", max_lr)
         total_steps = count("total_steps", total_steps, 1)
         self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0)
         anneal = _option("anneal", anneal, ("cos", "linear"))  # (as cyclic's mode)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .. import _backend
+from .. import _backend, _hyper_scalars
 from .._words import article
 from ._group_values import _detached, _item, _put, _scalar, check_put, param_groups, still_takes
 from ._scale_warning import ScheduleScaleWarning, _value, warn_if_suspect
@@ -107,7 +107,7 @@ class Scheduler:
         self.base_values = [
             self._checked(
                 f"optimizer.param_groups[{i}][{init!r}]" if init in g else self._where(i),
-                _item(g.get(init, self._get(g))),
+                g.get(init, self._get(g)),
             )
             for i, g in enumerate(groups)
         ]
@@ -165,7 +165,9 @@ class Scheduler:
 
     def _checked(self, name: str, v) -> float:
         """``v`` as a float if it is a finite value the driven entry accepts (``_RANGES``)."""
-        return _backend.in_range(name, v, **_RANGES.get(self.key, {}))
+        # (a NumPy float16 refused before _item makes it a float: torch's schedulers scale it in float16)
+        _hyper_scalars.refuse_float16(name, v)
+        return _backend.in_range(name, _item(v), **_RANGES.get(self.key, {}))
 
     def _where(self, i: int) -> str:
         return f"optimizer.param_groups[{i}][{self.key!r}]" + ("" if self.index is None else f"[{self.index}]")
@@ -277,7 +279,7 @@ class Scheduler:
                 f"state['base_values']: has {len(raw)} entries but the optimizer has "
                 f"{len(self.optimizer.param_groups)} param groups"
             )
-        base = [self._checked(f"state['base_values'][{i}]", _item(b)) for i, b in enumerate(raw)]
+        base = [self._checked(f"state['base_values'][{i}]", b) for i, b in enumerate(raw)]
         relative = _backend.flag("state['relative']", state["relative"]) if "relative" in state else self._relative()
         key, index = state.get("key", self.key), state.get("index", self.index)
         # Compared as a str and an integer (or None): a NumPy array compared element by element, so

@@ -13,6 +13,7 @@ import torch
 
 from .. import _backend
 from .._cpu import spans_clear as _spans_clear
+from .._lowp_blocks import block_scale_name
 from ..optim._hyper import _check_dtype
 from . import _inference, _lowp, _views
 from ._checks_inputs import check_grad
@@ -102,7 +103,7 @@ class _StepChecks:
                 continue
             # an 8-bit buffer the step makes (None, or none) has no scales yet: made with it (a state
             # dict without SGD's buffer loaded, then every step refused its missing scales)
-            made = {f"{n}_scale" for n in self._may_be_none if s.get(n) is None}
+            made = {block_scale_name(n) for n in self._may_be_none if s.get(n) is None}
             for k in keys + names:
                 if k not in s and k not in made:
                     what = "step count" if k == "step" else "state"

@@ -38,6 +38,7 @@ import torch
 from .. import lowp
 from .._array_checks import counted
 from .._foreign import refuse_meta, shown_values
+from .._lowp_blocks import block_scale_name
 from ..optim._lowp import _saved_seed
 from ..optim._lowp_config import _MASTER, LowpConfig, block_scale_names
 from ..optim._state_checks import NONNEGATIVE
@@ -124,7 +125,7 @@ def new_state(p: torch.Tensor, state: dict, m, names: tuple, hp) -> None:
         if cfg.state_dtype == "int8":
             state[n] = torch.full(p.shape, int(fill), dtype=torch.uint8, device=dev)
             nb = lowp.n_blocks(p.numel(), cfg.block)
-            state[f"{n}_scale"] = torch.full((nb,), float(scale), dtype=torch.float32, device=dev)
+            state[block_scale_name(n)] = torch.full((nb,), float(scale), dtype=torch.float32, device=dev)
             state[_BLOCK] = cfg.block
         else:  # (torch's float32 -> bfloat16 is to nearest even, as _lowp_initial's bits)
             dt = torch.bfloat16 if cfg.state_dtype == "bfloat16" else torch.float32
@@ -207,15 +208,16 @@ def _widen(entry: dict, k: str, where: str, n_p: int | None = None) -> np.ndarra
     if v.dtype is torch.uint8:
         if n_p is not None and v.numel() != n_p:
             raise ValueError(f"{where}[{k!r}]: has {v.numel()} values, its param {n_p}")
-        scales, block = entry.get(f"{k}_scale"), entry.get(_BLOCK)
+        scales, block = entry.get(block_scale_name(k)), entry.get(_BLOCK)
         if not isinstance(scales, torch.Tensor) or scales.dtype is not torch.float32:
-            raise ValueError(f"{where}[{k + '_scale'!r}]: 8-bit state needs its float32 block scales")
-        refuse_meta(scales, f"{where}[{k + '_scale'!r}]")
+            raise ValueError(f"{where}[{block_scale_name(k)!r}]: 8-bit state needs its float32 block scales")
+        refuse_meta(scales, f"{where}[{block_scale_name(k)!r}]")
         if isinstance(block, bool) or not isinstance(block, int):
             raise ValueError(f"{where}[{_BLOCK!r}]: 8-bit state needs its block size (an int)")
         block = lowp._block(block)
         host = scales.detach().cpu().numpy()
-        lowp.check_block_scales(host, v.numel(), block, f"{where}[{k + '_scale'!r}]", nonnegative=k in NONNEGATIVE)
+        at = f"{where}[{block_scale_name(k)!r}]"
+        lowp.check_block_scales(host, v.numel(), block, at, nonnegative=k in NONNEGATIVE)
         return lowp.dequantize_blockwise(v.numpy().reshape(-1), host, block)
     if not v.is_floating_point():
         raise TypeError(f"{where}[{k!r}]: expected a floating-point or uint8 (8-bit) tensor, got {v.dtype}")
@@ -232,7 +234,7 @@ def holds_8bit(state_dict) -> bool:
     converts for ``torch.optim``, whose loader takes the codes as values)."""
     state = state_dict.get("state") if isinstance(state_dict, dict) else None
     return isinstance(state, dict) and any(
-        isinstance(e, dict) and _BLOCK in e and any(_is_8bit(e, k) and f"{k}_scale" in e for k in e)
+        isinstance(e, dict) and _BLOCK in e and any(_is_8bit(e, k) and block_scale_name(k) in e for k in e)
         for e in state.values()
     )
 
@@ -242,7 +244,7 @@ def float_entry(entry: dict, names: tuple, where: str, n_p: int | None = None) -
     block size, master) gone: what torch's optimizers keep (``n_p``: the param's element count)."""
     # (a scale beside a moment that is not 8-bit is stale: an 8-bit checkpoint's, loaded before
     # the loaders dropped it; torch's optimizers would keep it as an unknown entry)
-    out = {k: v for k, v in entry.items() if k not in (_BLOCK, _MASTER, *(f"{n}_scale" for n in names))}
+    out = {k: v for k, v in entry.items() if k not in (_BLOCK, _MASTER, *map(block_scale_name, names))}
     for n in names:
         if n in entry and entry[n] is not None:
             x = torch.from_numpy(_widen(entry, n, where, n_p))  # (_widen: a tensor, or it raised)
@@ -267,7 +269,7 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
         block = entry.get(_BLOCK)
         if _is_8bit(entry, n) and cfg.state_dtype == "int8" and isinstance(block, int) and block == cfg.block:
             x = _widen(entry, n, where, n_p)  # (checks the codes against their param and scales)
-            codes, scales = entry[n].detach().cpu(), entry[f"{n}_scale"].detach().cpu()
+            codes, scales = entry[n].detach().cpu(), entry[block_scale_name(n)].detach().cpu()
         else:
             x = _widen(entry, n, where, n_p).astype(np.float32)
             codes = scales = None
@@ -280,7 +282,7 @@ def lowp_entry(entry: dict, p: torch.Tensor, cfg: LowpConfig, names: tuple, wher
                 c, s = lowp.quantize_blockwise(x, cfg.block)
                 codes, scales = torch.from_numpy(c), torch.from_numpy(s)
             out[n] = codes.reshape(p.shape).clone()
-            out[f"{n}_scale"], out[_BLOCK] = scales.reshape(-1).clone(), cfg.block  # (one per block, 1-D)
+            out[block_scale_name(n)], out[_BLOCK] = scales.reshape(-1).clone(), cfg.block  # (one per block, 1-D)
         else:
             dt = torch.bfloat16 if cfg.state_dtype == "bfloat16" else torch.float32
             out[n] = torch.from_numpy(x).reshape(p.shape).to(dt)  # (to bfloat16: nearest even)
@@ -314,7 +316,7 @@ def storage_keys(names: tuple) -> tuple:
     moments, their 8-bit scales, the block size and the master copy (``lowp_entry`` makes each
     one this optimizer stores; torch's loader would keep the others as they were saved: an 8-bit
     checkpoint's scales in a bfloat16 optimizer's state, a master beside a float32 param)."""
-    return (*names, *(f"{n}_scale" for n in names), _BLOCK, _MASTER)
+    return (*names, *map(block_scale_name, names), _BLOCK, _MASTER)
 
 
 def put_exact(state, exact: list, names: tuple) -> None:

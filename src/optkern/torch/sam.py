@@ -10,15 +10,14 @@ tensors; the descent step is the base optimizer's (an ``optkern.torch`` one runs
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import torch
 
 from .. import _backend
 from .._atomic import Uninterrupted, deferring
 from .._foreign import host_number
-from .._overlap import in_spans
+from .._hyper_scalars import nonnegative  # (a NumPy float16 rho refused, as the optimizers refuse one)
+from .._overlap import in_spans, tensor_span
 from .._serial import serialized
 from ..optim._lowp_config import LOWP_KEYWORDS
 from . import _inference, _relaid, _views
@@ -60,7 +59,7 @@ class SAM(torch.optim.Optimizer):
     """
 
     def __init__(self, params, base_optimizer, rho=0.05, adaptive=False, **kwargs):
-        rho = _backend.nonnegative("rho", host_number(rho, "rho"))  # (a 0-d tensor rho, as the reference takes)
+        rho = nonnegative("rho", host_number(rho, "rho"))  # (a 0-d tensor rho, as the reference takes)
         adaptive = _backend.flag("adaptive", adaptive)
         if not callable(base_optimizer):
             raise TypeError(
@@ -129,7 +128,7 @@ class SAM(torch.optim.Optimizer):
         for i, g in enumerate(self.param_groups):
             rho = f"param_groups[{i}]['rho']"
             here = (
-                _backend.nonnegative(rho, host_number(g["rho"], rho)),
+                nonnegative(rho, host_number(g["rho"], rho)),
                 _backend.flag(f"param_groups[{i}]['adaptive']", g["adaptive"]),
             )
             if first is not None and here != first:
@@ -213,7 +212,7 @@ class SAM(torch.optim.Optimizer):
                 except ValueError:
                     # two params in one memory: the kernel named them params[1] / params[0], its own
                     # arguments; named here as the caller knows them (nothing was written)
-                    _backend.check_disjoint([(_ptr(p), _ptr(p) + p.nbytes, n) for p, n in zip(ps, names) if p.nbytes])
+                    _backend.check_disjoint([(*tensor_span(p), n) for p, n in zip(ps, names) if p.nbytes])
                     shared = _in_params(ps, grads)
                     if not shared:
                         raise
@@ -319,7 +318,7 @@ class SAM(torch.optim.Optimizer):
         for i, g in enumerate(sd.get("param_groups") or []):
             if isinstance(g, dict):
                 rho = f"state_dict['param_groups'][{i}]['rho']"
-                _backend.nonnegative(rho, host_number(g.get("rho", self.defaults["rho"]), rho))
+                nonnegative(rho, host_number(g.get("rho", self.defaults["rho"]), rho))
                 _backend.flag(
                     f"state_dict['param_groups'][{i}]['adaptive']", g.get("adaptive", self.defaults["adaptive"])
                 )
@@ -332,19 +331,16 @@ class SAM(torch.optim.Optimizer):
         self._link()
 
 
-_ptr = torch.Tensor.data_ptr
-_nbytes = operator.attrgetter("nbytes")
-
-
 def _in_params(ps: list, grads: list) -> list:
     """The indices of the ``grads`` (of the params ``ps``, on their device; None for none) whose
-    memory overlaps some param's (:func:`optkern._overlap.in_spans`)."""
-    lo = np.fromiter(map(_ptr, ps), np.int64, len(ps))
-    hi = lo + np.fromiter(map(_nbytes, ps), np.int64, len(ps))
+    memory overlaps some param's (:func:`optkern._overlap.in_spans`): strided spans
+    (:func:`optkern._overlap.tensor_span`; ``data_ptr() + nbytes`` missed a strided gradient reaching
+    into a param), a conservative bound (an interleaved gradient is copied, never read moved)."""
     at = [i for i, g in enumerate(grads) if g is not None]
-    gs = [grads[i] for i in at]
-    glo = np.fromiter(map(_ptr, gs), np.int64, len(gs))
-    ghi = glo + np.fromiter(map(_nbytes, gs), np.int64, len(gs))
+    if not ps or not at:
+        return []
+    lo, hi = np.array([tensor_span(p) for p in ps], np.int64).T
+    glo, ghi = np.array([tensor_span(grads[i]) for i in at], np.int64).T
     return [at[j] for j in in_spans(lo, hi, glo, ghi)]
 
 
