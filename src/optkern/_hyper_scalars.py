@@ -7,7 +7,7 @@ torch.optim computes its step scalars from a float16 NumPy lr (or beta, decay ..
 schedulers (``base_lr * factor``) and davda54's SAM (``rho / (norm + 1e-12)``) do the same. optkern
 computes them in double (a float32 one: torch's float32 ops, torch/_tensor_lr.py), so a float16
 one is refused by name rather than used differently (tests/test_hunt55d_float16_hypers.py,
-tests/test_hunt42x_float16_hypers.py)."""
+tests/test_hunt56a_float16_hypers.py)."""
 
 from __future__ import annotations
 
