@@ -4,9 +4,10 @@
 //   decode: dyn_decode_mag<M>'s own float operations in the same order, with branches turned
 //   into selects (and a division by 2^F into the equal product by 2^-F) so that a block
 //   vectorizes. A product that may meet an addition is exact (by a power of two), so no compiler
-//   contraction into an FMA can change a result. encode: the division-free encoder of
-//   optkern/q8_fast.hpp (exact where it flags). Checked against the scalar functions: decode for
-//   all 256 codes of both maps, encode over every float in [0, 1.5], NaN, inf.
+//   contraction into an FMA can change a result. encode: rules/lowp.hpp's quantize itself (the
+//   block's reciprocal once, a product and an FMA per value), on 8 or 16 lanes. Checked against
+//   the scalar functions: decode for all 256 codes of both maps, encode over every float in
+//   [0, 1] (tests/test_hunt56b_q8_recip_rule.py), NaN, inf.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -14,7 +15,6 @@
 
 #include "lowp_q8_avx512.hpp"
 #include "optkern/lowp_storage.hpp"
-#include "optkern/q8_fast.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {
@@ -47,43 +47,31 @@ inline float q8_block_scale(const float* x, int64_t n) {
 }
 
 // A block of n values -> codes with the block's scale (as lowp::quantize(x[i], scale) for each i).
-// Portable form: optkern/q8_fast.hpp's division-free encoder, the one the CUDA kernel runs (the
-// exact quantize for the values it flags, and for a block whose scale it cannot take).
+// Portable form: rules/lowp.hpp's quantize with the block's reciprocal computed once.
 inline void q8_encode_block_portable(const float* x, uint8_t* q, int64_t n, float scale) {
-  const float r = 1.0f / std::fabs(scale);
-  if (!fast_scale(scale, r)) {
-    for (int64_t i = 0; i < n; ++i) q[i] = quantize(x[i], scale);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) q[i] = quantize_fast(x[i], scale, r, kMap<7>, kMap<8>);
+  const BlockRecip b = block_recip(scale);
+  for (int64_t i = 0; i < n; ++i) q[i] = quantize_by(x[i], scale, b, kMap<7>, kMap<8>);
 }
 
-// (out of line: the fix-up loop stays a plain scalar loop)
-__attribute__((noinline)) inline uint8_t q8_quantize_one(float x, float scale) { return quantize(x, scale); }
-
-// The same codes, by lowp_q8_avx512.hpp or lowp_q8_avx2.hpp where the CPU has them (n <=
-// kLargestBlock): the division-free encoder, then the exact scalar quantize for the elements it
-// flags and the last n % 8. A scale
-// whose reciprocal is not a normal float (the error bound needs one) takes the portable path.
+// The same codes, by lowp_q8_avx512.hpp or lowp_q8_avx2.hpp where the CPU has them (the last n % 8
+// by the portable loop). A block whose reciprocal needs a pre-scale (|scale| outside [2^-100,
+// 2^100): block_recip) takes the portable loop whole.
 inline void q8_encode_block(const float* x, uint8_t* q, int64_t n, float scale) {
 #if defined(OPTKERN_Q8_AVX2)
-  const float s = scale < 0.0f ? -scale : scale;
-  const float r = 1.0f / s;
-  if (use_avx2() && scale != 0.0f && std::isnormal(s) && std::isnormal(r) && n <= kLargestBlock) {
+  const BlockRecip b = block_recip(scale);
+  if (use_avx2() && scale != 0.0f && b.pre == 1.0f) {
     const int64_t n8 = n & ~int64_t(7);
-    uint8_t sus[kLargestBlock / 8];
-    const bool signed_map = scale < 0.0f;
-    const bool any = use_avx512_vbmi() ? (signed_map ? avx512::encode_vbmi<true>(x, q, n8, r, sus)
-                                                     : avx512::encode_vbmi<false>(x, q, n8, r, sus))
-                     : use_avx512()      ? (signed_map ? avx512::encode<true>(x, q, n8, r, sus)
-                                                       : avx512::encode<false>(x, q, n8, r, sus))
-                                         : (signed_map ? avx2::encode<true>(x, q, n8, r, sus)
-                                                       : avx2::encode<false>(x, q, n8, r, sus));
-    if (any)
-      for (int64_t j = 0; j < n8 / 8; ++j)
-        for (int b = 0; sus[j] >> b; ++b)
-          if (sus[j] >> b & 1) q[8 * j + b] = q8_quantize_one(x[8 * j + b], scale);
-    for (int64_t i = n8; i < n; ++i) q[i] = q8_quantize_one(x[i], scale);
+    const float r = b.r;
+    if (scale < 0.0f) {
+      if (use_avx512_vbmi()) avx512::encode_vbmi<true>(x, q, n8, r);
+      else if (use_avx512()) avx512::encode<true>(x, q, n8, r);
+      else avx2::encode<true>(x, q, n8, r);
+    } else {
+      if (use_avx512_vbmi()) avx512::encode_vbmi<false>(x, q, n8, r);
+      else if (use_avx512()) avx512::encode<false>(x, q, n8, r);
+      else avx2::encode<false>(x, q, n8, r);
+    }
+    for (int64_t i = n8; i < n; ++i) q[i] = quantize_by(x[i], scale, b, kMap<7>, kMap<8>);
     return;
   }
 #endif

@@ -3,16 +3,13 @@
 // values, bit for bit, as the scalar functions (tests/test_lowp_q8.py pins the step's loop to
 // optkern.lowp.quantize_blockwise / dequantize_blockwise, which run them).
 //
-// Why by hand: the exact map costs GCC's vectorized select chains ~1.7 ns per encoded and
-// ~0.6 ns per decoded element on Zen 3 (spilled chains of 10^-e and 2^F selects), which made an
-// 8-bit Adam step 10x slower than the fp32 one. Here everything that depends on the decade e
-// comes from 8-entry tables indexed by e in one vpermps each, and the encoder has no division:
-//   encode: y = x * RN(1 / s) instead of x / s, t = (y * RN(10^e) - 0.1) * RN(1 / 0.9) 2^F - 1
-//     instead of (y / 10^-e - 0.1) / 0.9 2^F - 1. Proven in q8_encode_mag_fast's comment (the
-//     previous portable form of this bound, commit 53d49f6): |t' - t| <= 2^F 12 u, so rint(t')
-//     is rint(t) unless t' lies within 2^F 32 u of a half-integer; such elements (and those near
-//     the smallest decade's threshold) are flagged and recomputed by the scalar quantize. A
-//     contraction of a product and an add into an FMA only removes a rounding: the bound holds.
+// Why by hand: the map costs GCC's vectorized select chains ~1.7 ns per encoded and ~0.6 ns per
+// decoded element on Zen 3 (spilled chains of 10^-e and 2^F selects), which made an 8-bit Adam
+// step 10x slower than the fp32 one. Here everything that depends on the decade e comes from
+// 8-entry tables indexed by e in one vpermps each:
+//   encode: rules/lowp.hpp's rule itself, y = x RN(1 / s), code = floor(y K_e + L_e) by one FMA
+//     (no division: the rule was redefined so, 56th session; before, an exact form with three
+//     divisions per value was the definition and this loop flagged near-ties for it).
 //   decode: dyn_decode_mag's own operations in its order (the product by 2^-F is exact, so a
 //     contraction cannot change a value).
 #pragma once
@@ -24,7 +21,6 @@
 #include <cstdint>
 
 #include "optkern/lowp_storage.hpp"
-#include "optkern/q8_fast.hpp"
 #include "optkern/rules/lowp.hpp"
 
 namespace optkern {
@@ -33,28 +29,13 @@ namespace avx2 {
 
 #define OK_AVX2 __attribute__((target("avx2,fma")))
 
-// The tables (MapTables, kMap) and the flag's tolerance (kTol) are optkern/q8_fast.hpp's, whose
-// scalar form of this encoder the portable loop and the CUDA kernel run. The error bound: y' =
-// x RN(1 / s) is within 2.01 u of x / s, K_e within 3 u of 2^F / (0.9 10^-e), the product and the
-// add round once more, L_e once: |y' K_e + L_e - T| <= 8.5 2^F u for the exact index T, and the
-// scalar's own chain of five roundings is within 6 2^F u of T. So rint(t') = rint(t) unless t' is
-// within 15 2^F u of a half-integer; the flag takes 32 2^7 u for every decade (2^F <= 2^7): a few
-// elements in 10^4 are recomputed, fewer selects run for all.
-
-// Magnitude codes of 8 values y (y <= 0 and NaN: code 0) of an M-bit map, and the lanes to
-// recompute. Where y' and y fall in different decades both sit at the shared edge, where either
-// decade's code is the same (2^F - 1 of the upper one, t' an integer there, not flagged).
-template <int M> OK_AVX2 inline __m256i encode_mag(__m256 y, __m256& suspect) {
+// Magnitude codes of 8 values y (y <= 0 and NaN: code 0) of an M-bit map: dyn_encode_mag<M>'s
+// operations lane for lane (its clamp, decade and FMA; kMap's tables).
+template <int M> OK_AVX2 inline __m256i encode_mag(__m256 y) {
   const MapTables<M>& T = kMap<M>;
-  // xc in [2^-(4M-6), 1 - 2^-24]: min(., y) keeps NaN (its second operand), max(., lo) then makes it
-  // lo, as y <= 0 gets. Both ends keep the code (1 - 2^-24 rounds to the top one, unflagged; lo is
-  // below the last decade's threshold 10^-(M-1) / 2, t' ~ 0.1: code 0, unflagged) and keep the
-  // decade guess below in [0, M - 1] without clamping it.
+  // min(., y) keeps NaN (its second operand), max(., lo) then makes it lo, as the scalar's
   constexpr float kLo = M == 8 ? 1.4901161193847656e-08f : 1.1920928955078125e-07f;  // 2^-26, 2^-23
   const __m256 xc = _mm256_max_ps(_mm256_min_ps(_mm256_set1_ps(0.99999994f), y), _mm256_set1_ps(kLo));
-  // The decade e = #{k : xc <= 10^-k}: a binade [2^j, 2^(j+1)) meets at most two decades, the
-  // lower g = floor(-(j + 1) log10 2) (1233 / 2^12 ~ log10 2, exact for every binade of [0, 1]:
-  // checked), so e = g + (xc <= 10^-(g+1)).
   const __m256i binade = _mm256_srli_epi32(_mm256_castps_si256(xc), 23);  // j + 127
   const __m256i g = _mm256_srai_epi32(
       _mm256_mullo_epi32(_mm256_sub_epi32(_mm256_set1_epi32(126), binade), _mm256_set1_epi32(1233)), 12);
@@ -62,41 +43,30 @@ template <int M> OK_AVX2 inline __m256i encode_mag(__m256 y, __m256& suspect) {
   const __m256i e = _mm256_sub_epi32(g, _mm256_castps_si256(_mm256_cmp_ps(xc, next, _CMP_LE_OQ)));
   const __m256 kv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(T.k), e);
   const __m256 lv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(T.l), e);
-  // t' in [-0.06, 2^(F+1) - 1 + 2^F 9 u]: its rounding is a code without clamping
-  const __m256 t = _mm256_add_ps(_mm256_mul_ps(xc, kv), lv);
-  const __m256 ft = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 dist = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_sub_ps(t, ft));
-  suspect = _mm256_cmp_ps(dist, _mm256_set1_ps(kTol), _CMP_GE_OQ);
-  return _mm256_cvttps_epi32(ft);
+  // t in [0.44, 2^M - 0.5]: truncation is the floor
+  return _mm256_cvttps_epi32(_mm256_fmadd_ps(xc, kv, lv));
 }
 
 // Byte codes of 8 values y = x / s (signed map: sign bit + 7-bit magnitude; else 8-bit).
-template <bool Signed> OK_AVX2 inline __m256i encode8(__m256 y, __m256& suspect) {
+template <bool Signed> OK_AVX2 inline __m256i encode8(__m256 y) {
   if constexpr (Signed) {
-    const __m256i m = encode_mag<7>(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), y), suspect);
+    const __m256i m = encode_mag<7>(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), y));
     // the sign bit as 0x80, kept where the magnitude code is not 0 (y < 0 there)
     const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(y), 24), _mm256_set1_epi32(0x80));
     return _mm256_or_si256(m, _mm256_and_si256(sign, _mm256_cmpgt_epi32(m, _mm256_setzero_si256())));
   } else {
-    return encode_mag<8>(y, suspect);
+    return encode_mag<8>(y);
   }
 }
 
-// Codes of x[0, n) (n a multiple of 8) for a block with scale s = |scale| and r = RN(1 / s), both
-// normal; bit j of sus[i / 8] marks element i + j to recompute. Returns whether any is marked.
-template <bool Signed> OK_AVX2 inline bool encode(const float* x, uint8_t* q, int64_t n, float r, uint8_t* sus) {
+// Codes of x[0, n) (n a multiple of 8) for a block with scale s = |scale| and r = RN(1 / s)
+// (block_recip's pre = 1).
+template <bool Signed> OK_AVX2 inline void encode(const float* x, uint8_t* q, int64_t n, float r) {
   const __m256 rv = _mm256_set1_ps(r);
-  unsigned any = 0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {  // 32 codes packed into one store
     __m256i c[4];
-    for (int k = 0; k < 4; ++k) {
-      __m256 s;
-      c[k] = encode8<Signed>(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), rv), s);
-      const unsigned m = unsigned(_mm256_movemask_ps(s));
-      sus[i / 8 + k] = uint8_t(m);
-      any |= m;
-    }
+    for (int k = 0; k < 4; ++k) c[k] = encode8<Signed>(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), rv));
     // codes are in [0, 255]: the 32 -> 16-bit pack cannot saturate, the 16 -> 8-bit one is
     // unsigned; both interleave the 128-bit lanes, which the final permutation undoes
     const __m256i w = _mm256_packus_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
@@ -104,16 +74,11 @@ template <bool Signed> OK_AVX2 inline bool encode(const float* x, uint8_t* q, in
                         _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
   }
   for (; i < n; i += 8) {
-    __m256 s;
-    const __m256i v = encode8<Signed>(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv), s);
+    const __m256i v = encode8<Signed>(_mm256_mul_ps(_mm256_loadu_ps(x + i), rv));
     const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(_mm256_packs_epi32(v, v), v),
                                                   _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm256_castsi256_si128(b));
-    const unsigned m = unsigned(_mm256_movemask_ps(s));
-    sus[i / 8] = uint8_t(m);
-    any |= m;
   }
-  return any != 0;
 }
 
 // q8_block_scale of x[0, n) (n a multiple of 8) in one pass: the largest abs_bits (NaN, inf as 0)

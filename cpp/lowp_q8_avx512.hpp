@@ -1,11 +1,10 @@
 // The 8-bit map of rules/lowp.hpp sixteen elements at a time with AVX-512 (F, BW, DQ, VL; chosen
 // at run time by lowp_q8.hpp before the AVX2 forms). The same algorithm as lowp_q8_avx2.hpp, lane
-// for lane -- its tables (MapTables, DecodeTables), its division-free index with the same error
-// bound and flag (kTol; the index in fixed point, encode_fixed), its decode in dyn_decode_mag's
+// for lane -- rules/lowp.hpp's encoder (kMap's tables, one FMA), the decode in dyn_decode_mag's
 // order -- on twice the lanes, with masks where AVX2 needs compare-and-blend: the same codes and
 // values, bit for bit, as the scalar functions (tests/test_lowp_q8.py, which also pins the AVX2
 // forms with OPTKERN_NO_AVX512=1 and the forms without VBMI with OPTKERN_NO_AVX512_VBMI=1, and
-// tools/q8_exhaustive.cpp over every float in [0, 1]).
+// tests/test_hunt56b_q8_recip_rule.py over every float in [0, 1]).
 //
 // Why: the 8-bit step is compute bound (bench/RESULTS.md): on an AVX-512 Xeon the AVX2 encoder
 // took ~0.9 ns and the decoder ~0.5 ns per element and thread, most of an 8-bit Adam step.
@@ -55,40 +54,17 @@ template <int M> constexpr BinadeTables<M> make_binade_tables() {
 }
 template <int M> inline constexpr BinadeTables<M> kBinade = make_binade_tables<M>();
 
-// The code index of 16 lanes in fixed point: T + 0.5 + 2^-12 (T: avx2::encode_mag's index t)
-// times 2^16 by one FMA with the tables scaled by 2^16 (exact: a power of two), converted rounding
-// down. Its bits 16-23 are then rint(T) (the + 0.5 turns round-to-nearest into floor), and its
-// low 16 bits the fraction, which says the flag in one test: avx2's |t - rint(t)| >= kTol (t within
-// 2^-12 of a half-integer) is exactly a fraction of t + 0.5 + 2^-12 below 2^-11, i.e. bits 5-15
-// all zero (kTol = 0.5 - 2^-12). AVX2's bound (15 2^F u < 2^-12) holds with a margin: the table's
-// l + 0.5 + 2^-12 rounds once more (at most 2^-18) and the FMA rounds once at t + 0.5 < 2^8 (2^-17
-// at most, as t's own): the codes are rint(T)'s wherever unflagged; tools/q8_exhaustive.cpp checks
-// every y in [0, 1]. (This saves the float form's rint, |.| and compare, and with VBMI the
-// narrowing shift and packs: bytes2 below.)
-template <int M> struct FixedTables {
-  float k[8], l[8];
-};
-template <int M> constexpr FixedTables<M> make_fixed_tables() {
-  FixedTables<M> t{};
-  for (int e = 0; e < 8; ++e) {  // (kMap's l + 0.5 + 2^-12 rounded once: within a rounding of L's)
-    t.k[e] = kMap<M>.k[e] * 65536.0f;
-    t.l[e] = float((double(kMap<M>.l[e]) + 0.5 + 1.0 / 4096) * 65536.0);
-  }
-  return t;
-}
-template <int M> inline constexpr FixedTables<M> kFixed = make_fixed_tables<M>();
-
-// floor(2^16 (T + 0.5 + 2^-12)) of y's magnitude in an M-bit map (y <= 0 and NaN: code 0), with
-// Abs, of |y| (the signed map: vrangeps takes max(|y|, lo) in one instruction, and returns lo for
-// a NaN y -- it returns the other operand of a quiet NaN, and y = x r is never a signalling one --
-// as avx2's clamp does; the clamp's two ends commute for all other y).
-template <int M, bool Abs> OK_AVX512 inline __m512i encode_fixed(__m512 y, __mmask16& suspect) {
-  const FixedTables<M>& T = kFixed<M>;
+// The magnitude codes of 16 lanes y in an M-bit map (y <= 0 and NaN: code 0): dyn_encode_mag<M>,
+// with Abs of |y| (the signed map: vrangeps takes max(|y|, lo) in one instruction, and returns lo
+// for a NaN y -- it returns the other operand of a quiet NaN, and y = x r is never a signalling
+// one -- as the scalar clamp does; the clamp's two ends commute for all other y).
+template <int M, bool Abs> OK_AVX512 inline __m512i encode_codes(__m512 y) {
+  const MapTables<M>& T = kMap<M>;
   const BinadeTables<M>& B = kBinade<M>;
   constexpr float kLo = M == 8 ? 1.4901161193847656e-08f : 1.1920928955078125e-07f;  // 2^-26, 2^-23
   static_assert(M == 7 || M == 8, "the binade tables cover [2^-32, 1)");
   const __m512 top = _mm512_set1_ps(0.99999994f), lo = _mm512_set1_ps(kLo);
-  // (imm 0b1011: the larger magnitude, its sign cleared; min(top, y) keeps a NaN y as avx2's,
+  // (imm 0b1011: the larger magnitude, its sign cleared; min(top, y) keeps a NaN y as the scalar's,
   // which max(., lo) then makes lo)
   const __m512 xc = Abs ? _mm512_min_ps(_mm512_range_ps(y, lo, 0b1011), top)
                         : _mm512_max_ps(_mm512_min_ps(top, y), lo);
@@ -98,43 +74,38 @@ template <int M, bool Abs> OK_AVX512 inline __m512i encode_fixed(__m512 y, __mma
   const __mmask16 below = _mm512_cmp_ps_mask(xc, next, _CMP_LE_OQ);
   const __m512i e = _mm512_mask_add_epi32(g, below, g, _mm512_set1_epi32(1));
   const __m512 t = _mm512_fmadd_ps(xc, _mm512_permutexvar_ps(e, table(T.k)), _mm512_permutexvar_ps(e, table(T.l)));
-  // t in (0, 2^24): the conversion is exact but for the rounding down, whatever the MXCSR says
-  const __m512i c = _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  suspect = _mm512_testn_epi32_mask(c, _mm512_set1_epi32(0xffe0));
-  return c;
+  // t in [0.44, 2^M - 0.5]: the floor, whatever the MXCSR says
+  return _mm512_cvt_roundps_epi32(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
 }
 
 // Byte codes (in 32-bit lanes) of 16 values y = x / s: signed map (sign bit + 7-bit magnitude) or
 // 8-bit (the short loops; the 64-value loop narrows and signs four vectors at once).
-template <bool Signed> OK_AVX512 inline __m512i encode16(__m512 y, __mmask16& suspect) {
-  const __m512i m = _mm512_srli_epi32(encode_fixed<Signed ? 7 : 8, Signed>(y, suspect), 16);
+template <bool Signed> OK_AVX512 inline __m512i encode16(__m512 y) {
+  const __m512i m = encode_codes<Signed ? 7 : 8, Signed>(y);
   if constexpr (!Signed) return m;
   // 0x80 where y's sign bit is set and the magnitude code is not 0 (as AVX2's sign test)
   const __mmask16 neg = _mm512_movepi32_mask(_mm512_castps_si512(y)) & _mm512_test_epi32_mask(m, m);
   return _mm512_mask_or_epi32(m, neg, m, _mm512_set1_epi32(0x80));
 }
 
-// Byte 2 of the 64 lanes of c0..c3 in lane order (codes of encode_fixed): two byte permutes of
+// Byte 0 of the 64 lanes of c0..c3 in lane order (codes of encode_codes): two byte permutes of
 // two vectors each and a blend (a pack of 32-bit lanes needs the shift first, and packs work within
 // 128-bit lanes: a permute after them).
 #define OK_VBMI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi,fma")))
-OK_VBMI inline __m512i bytes2(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
+OK_VBMI inline __m512i bytes0(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
   alignas(64) static constexpr uint8_t kIdx[64] = {
-      2,  6,  10, 14, 18, 22, 26, 30, 34, 38, 42, 46, 50, 54, 58, 62,  66,  70,  74,  78,  82, 86,
-      90, 94, 98, 102, 106, 110, 114, 118, 122, 126, 2, 6, 10, 14, 18, 22, 26, 30, 34, 38, 42, 46,
-      50, 54, 58, 62, 66, 70, 74, 78, 82, 86, 90, 94, 98, 102, 106, 110, 114, 118, 122, 126};
+      0,  4,  8,  12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60,  64,  68,  72,  76,  80, 84,
+      88, 92, 96, 100, 104, 108, 112, 116, 120, 124, 0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44,
+      48, 52, 56, 60, 64, 68, 72, 76, 80, 84, 88, 92, 96, 100, 104, 108, 112, 116, 120, 124};
   const __m512i idx = _mm512_load_si512(kIdx);
   const __m512i lo = _mm512_permutex2var_epi8(c0, idx, c1), hi = _mm512_permutex2var_epi8(c2, idx, c3);
   return _mm512_mask_blend_epi8(__mmask64(0xffffffff00000000ull), lo, hi);
 }
 
-// avx2::encode's contract: codes of x[0, n) (n a multiple of 8), bit j of sus[i / 8] marks
-// element i + j for the scalar quantize; returns whether any is marked (the form without VBMI,
-// and encode_vbmi's last n % 64). A last group of eight runs under a mask (the masked-off lanes
-// load 0: code 0, never flagged).
-template <bool Signed> OK_AVX512 inline bool encode(const float* x, uint8_t* q, int64_t n, float r, uint8_t* sus) {
+// avx2::encode's contract: codes of x[0, n) (n a multiple of 8) for r = RN(1 / s) (the form
+// without VBMI, and encode_vbmi's last n % 64). A last group of eight runs under a mask.
+template <bool Signed> OK_AVX512 inline void encode(const float* x, uint8_t* q, int64_t n, float r) {
   const __m512 rv = _mm512_set1_ps(r);
-  unsigned any = 0;
   int64_t i = 0;
   // four vectors per pass: independent dependency chains for the out-of-order core to overlap, and
   // their codes narrowed by two packs and one permute (packs work within 128-bit lanes: byte 4 j +
@@ -142,44 +113,32 @@ template <bool Signed> OK_AVX512 inline bool encode(const float* x, uint8_t* q, 
   // sixteen at a time: ~10 % slower on Zen 4 without VBMI)
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   for (; i + 64 <= n; i += 64) {
-    __mmask16 s0, s1, s2, s3;
-    const __m512i c0 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i), rv), s0);
-    const __m512i c1 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 16), rv), s1);
-    const __m512i c2 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 32), rv), s2);
-    const __m512i c3 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 48), rv), s3);
+    const __m512i c0 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i), rv));
+    const __m512i c1 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 16), rv));
+    const __m512i c2 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 32), rv));
+    const __m512i c3 = encode16<Signed>(_mm512_mul_ps(_mm512_loadu_ps(x + i + 48), rv));
     // codes are in [0, 255]: the saturating packs are exact
     const __m512i b = _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
     _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(order, b));
-    const uint64_t m = uint64_t(s0) | uint64_t(s1) << 16 | uint64_t(s2) << 32 | uint64_t(s3) << 48;
-    std::memcpy(sus + i / 8, &m, sizeof m);
-    any |= unsigned(m != 0);
   }
   for (; i < n; i += 16) {
     const __mmask16 lanes = n - i >= 16 ? __mmask16(0xffff) : __mmask16(0x00ff);
-    __mmask16 s;
-    const __m512i c = encode16<Signed>(_mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, x + i), rv), s);
+    const __m512i c = encode16<Signed>(_mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, x + i), rv));
     _mm512_mask_cvtepi32_storeu_epi8(q + i, lanes, c);  // codes are in [0, 255]: the truncation is exact
-    const unsigned m = unsigned(s) & unsigned(lanes);
-    sus[i / 8] = uint8_t(m);
-    if (lanes == 0xffff) sus[i / 8 + 1] = uint8_t(m >> 8);
-    any |= m;
   }
-  return any != 0;
 }
 
-// The same contract, 64 values a pass (VBMI: bytes2): four independent dependency chains for the
+// The same contract, 64 values a pass (VBMI: bytes0): four independent dependency chains for the
 // out-of-order core to overlap, narrowed (and signed) as 64 bytes at once.
-template <bool Signed> OK_VBMI inline bool encode_vbmi(const float* x, uint8_t* q, int64_t n, float r, uint8_t* sus) {
+template <bool Signed> OK_VBMI inline void encode_vbmi(const float* x, uint8_t* q, int64_t n, float r) {
   constexpr int M = Signed ? 7 : 8;
   const __m512 rv = _mm512_set1_ps(r);
-  unsigned any = 0;
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
-    __mmask16 s0, s1, s2, s3;
     const __m512 y0 = _mm512_mul_ps(_mm512_loadu_ps(x + i), rv), y1 = _mm512_mul_ps(_mm512_loadu_ps(x + i + 16), rv);
     const __m512 y2 = _mm512_mul_ps(_mm512_loadu_ps(x + i + 32), rv), y3 = _mm512_mul_ps(_mm512_loadu_ps(x + i + 48), rv);
-    __m512i b = bytes2(encode_fixed<M, Signed>(y0, s0), encode_fixed<M, Signed>(y1, s1),
-                       encode_fixed<M, Signed>(y2, s2), encode_fixed<M, Signed>(y3, s3));
+    __m512i b = bytes0(encode_codes<M, Signed>(y0), encode_codes<M, Signed>(y1), encode_codes<M, Signed>(y2),
+                       encode_codes<M, Signed>(y3));
     if constexpr (Signed) {  // 0x80 where y's sign bit is set and the magnitude code is not 0
       const __mmask64 neg = _cvtu64_mask64(uint64_t(_mm512_movepi32_mask(_mm512_castps_si512(y0))) |
                                            uint64_t(_mm512_movepi32_mask(_mm512_castps_si512(y1))) << 16 |
@@ -188,12 +147,8 @@ template <bool Signed> OK_VBMI inline bool encode_vbmi(const float* x, uint8_t* 
       b = _mm512_mask_add_epi8(b, _mm512_mask_test_epi8_mask(neg, b, b), b, _mm512_set1_epi8(char(0x80)));
     }
     _mm512_storeu_si512(q + i, b);
-    const uint64_t m = uint64_t(s0) | uint64_t(s1) << 16 | uint64_t(s2) << 32 | uint64_t(s3) << 48;
-    std::memcpy(sus + i / 8, &m, sizeof m);
-    any |= unsigned(m != 0);
   }
-  const bool rest = i < n && encode<Signed>(x + i, q + i, n - i, r, sus + i / 8);
-  return any != 0 || rest;
+  if (i < n) encode<Signed>(x + i, q + i, n - i, r);
 }
 
 // avx2::block_scale on 16 lanes: the largest abs_bits (NaN, inf as 0) and whether any x < 0 (a running

@@ -75,7 +75,10 @@ __global__ void __launch_bounds__(kThreads) quantize_kernel(const float* __restr
   atomicOr(&neg, ng);
   __syncthreads();
   const float scale = lowp::scale_of(amax, neg);
-  for (int64_t i = lo + threadIdx.x; i < hi; i += kThreads) c[i] = lowp::quantize(x[i], scale);
+  constexpr lowp::MapTables<7> t7 = lowp::make_map<7>();
+  constexpr lowp::MapTables<8> t8 = lowp::make_map<8>();
+  const lowp::BlockRecip rb = lowp::block_recip(scale);  // (once per thread, not per value)
+  for (int64_t i = lo + threadIdx.x; i < hi; i += kThreads) c[i] = lowp::quantize_by(x[i], scale, rb, t7, t8);
   if (threadIdx.x == 0) scales[blockIdx.x] = scale;
 }
 

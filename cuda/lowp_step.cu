@@ -17,9 +17,8 @@
 // owns a chunk of whole tiles of max(block, kStride) elements, each tile a whole number of 8-bit
 // blocks, taken one at a time: every element of the tile is updated, its new state values kept
 // in shared memory; then each warp takes whole 8-bit blocks,
-// reduces their absmax and sign, and writes their scale and codes (optkern/q8_fast.hpp's
-// division-free encoder, the CPU's portable loop's: the exact codes, with the exact quantize for
-// the few values it flags). The absmax is an integer max over the bits of |x| (lowp::abs_bits),
+// reduces their absmax and sign, and writes their scale and codes (rules/lowp.hpp's quantize: the
+// block's reciprocal once, a product and an FMA per value, as the CPU's loops). The absmax is an integer max over the bits of |x| (lowp::abs_bits),
 // so the reduction gives the CPU's result in any order.
 //
 // found_inf (optional, one float32 on the device; CUDA only): when nonzero the kernel returns
@@ -38,7 +37,7 @@
 #include "cuda_arrays.hpp"
 #include "multi_tensor.cuh"
 #include "optkern/lowp_step_args.hpp"
-#include "optkern/q8_fast.hpp"
+#include "optkern/rules/lowp.hpp"
 #include "optkern/scalar_checks.hpp"
 
 namespace optkern {
@@ -166,8 +165,8 @@ __device__ __forceinline__ void encode_block(const float* v, int n, uint8_t* cod
 // The 8-bit blocks of the tile [lo, hi) whose new values are in vals: warp by warp, one (state,
 // block) at a time, the block's absmax bits and sign reduced over its values (lanes, then
 // shuffles), its scale written by lane 0 and its codes by all lanes (consecutive bytes), encoded
-// by optkern/q8_fast.hpp's division-free encoder (the exact quantize where it flags a value or
-// cannot take the block's scale), whose tables m7, m8 live in shared memory.
+// by rules/lowp.hpp's quantize_by with the block's reciprocal, whose tables m7, m8 live in shared
+// memory.
 template <int K>
 __device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int shift, const float* vals,
                               int64_t span, const lowp::MapTables<7>& m7, const lowp::MapTables<8>& m8) {
@@ -197,12 +196,8 @@ __device__ void quantize_tile(const lowp::Tensor& t, int64_t lo, int64_t hi, int
     const float scale = lowp::scale_of(amax, neg);
     if (lane == 0) t.scale[k][((lo + first) >> shift)] = scale;
     uint8_t* codes = static_cast<uint8_t*>(t.s[k]) + lo + first;
-    const float r = 1.0f / fabsf(scale);  // (IEEE division: the CPU's RN(1 / s))
-    if (lowp::fast_scale(scale, r)) {
-      encode_block(v, n, codes, lane, [&](float x) { return lowp::quantize_fast(x, scale, r, m7, m8); });
-    } else {
-      encode_block(v, n, codes, lane, [&](float x) { return lowp::quantize(x, scale); });
-    }
+    const lowp::BlockRecip rb = lowp::block_recip(scale);  // (RN(1 / s): the CPU's)
+    encode_block(v, n, codes, lane, [&](float x) { return lowp::quantize_by(x, scale, rb, m7, m8); });
   }
 }
 

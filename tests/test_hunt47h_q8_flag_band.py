@@ -5,7 +5,10 @@ ulps of 1) of a half-integer. Its AVX-512 form rounds t' once (one fused multipl
 form twice: either way an element right at the band's edge may land on either side of it, and must
 get the scalar quantize's code from both sides. test_lowp_q8.py probes the midpoints themselves (a
 few ulps, inside the band); here also the floats around both edges of every midpoint's band (from
-~30 ulps of y off the midpoint in the top decade to ~10^4 in the lowest)."""
+~30 ulps of y off the midpoint in the top decade to ~10^4 in the lowest).
+
+Since the 56th session the division-free form is the rule itself (rules/lowp.hpp's dyn_encode_mag:
+no flag, no scalar fix-up); these floats around every midpoint still pin the vector loops to it."""
 
 import numpy as np
 import pytest

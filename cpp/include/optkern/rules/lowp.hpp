@@ -194,7 +194,8 @@ OK_HD float quantize_grid(float x, const Grid& g, bool stochastic, uint32_t rnd)
 // Signed blocks (first moments): sign bit + M = 7, smallest non-zero 1e-6.
 // Unsigned blocks (second moments, all values >= 0): M = 8, smallest 1e-7.
 // The top value is exactly 1, so each block's absmax survives exactly.
-// Round trip error: at most 0.45 / 2^(M-1) of the scale (signed: scale / 142).
+// Round trip error: at most 0.45 / 2^(M-1) of the scale (signed: scale / 142), up to the encoder's
+// band of ~1e-4 of a step around each midpoint (dyn_encode_mag below).
 
 OK_HD float pow10_neg(int e) {  // 10^-e for e in [0, 8], the same floats everywhere
   return e == 0 ? 1.0f : e == 1 ? 0.1f : e == 2 ? 0.01f : e == 3 ? 1e-3f : e == 4 ? 1e-4f
@@ -215,20 +216,53 @@ template <int M> OK_HD float dyn_decode_mag(uint32_t c) {
   return pow10_neg(e) * (0.1f + 0.9f * float(f + 1u) * float_of(uint32_t(127 - f_bits) << 23));
 }
 
-// Value in [0, 1] -> nearest magnitude code (M bits). The decade is found by
-// comparisons (branch-free), the step within it by rounding; the step just
-// below a decade's first level is the top of the next decade, code 2^F - 1.
-template <int M> OK_HD uint32_t dyn_encode_mag(float x) {
-  if (!(x > 0.0f)) return 0u;
-  if (x > 1.0f) x = 1.0f;
-  int e = 0;
-  for (int k = 1; k < M; ++k) e += x <= pow10_neg(k) ? 1 : 0;
-  if (e == M - 1) return x >= 0.5f * pow10_neg(M - 1) ? 1u : 0u;
-  const int f_bits = M - 1 - e;
-  const float t = (x / pow10_neg(e) - 0.1f) / 0.9f * float(1 << f_bits) - 1.0f;
-  int f = int(rintf(t));
-  f = f < -1 ? -1 : (f > (1 << f_bits) - 1 ? (1 << f_bits) - 1 : f);
-  return uint32_t((1 << f_bits) + f);
+// The encoder: y = x / scale by one correctly rounded reciprocal per block and a product per value
+// (bitsandbytes' kQuantizeBlockwise: x * (1 / absmax)), then the code of y by one FMA with
+// per-decade constants: no division per value (a CPU has one divider, which the Adam rule beside
+// the encode already keeps busy; bench/RESULTS.md, 55th/56th). This is the definition: the CPU's
+// scalar, AVX2 and AVX-512 loops and the CUDA kernels all compute exactly these roundings
+// (tests/test_hunt56b_q8_recip_rule.py checks every float in [0, 1] against the vector forms).
+//   code(y) = floor(y K_e + L_e), one rounding (an FMA), e = y's decade, F = M - 1 - e:
+//   K_e = RN(RN(1 / RN(10^-e)) RN(1 / 0.9) 2^F), L_e = RN(2^F - 1 - 0.1 RN(1 / 0.9) 2^F + 0.5)
+// i.e. rint((y 10^e - 0.1) / 0.9 2^F - 1) + 2^F of the exact map up to a band of ~1e-4 of a step
+// around each midpoint (the products' and tables' roundings, 8.5 2^F ulp: cpp/lowp_q8_avx2.hpp),
+// where the neighbouring code is taken: the round trip stays within 0.45 / 2^(M-1) (1 + 2e-4) of
+// the scale. The last decade (e = M - 1: code 1 or 0) takes offset 0.05 for 0.1, which puts its
+// cut at 10^-(M-1) / 2. (An aggregate: the CUDA step keeps a copy in shared memory.)
+template <int M> struct MapTables {
+  float k[8], l[8], next[8];  // next[g] = 10^-(g+1): y <= next[g] lies in decade g + 1
+};
+template <int M> OK_HD constexpr MapTables<M> make_map() {
+  MapTables<M> t{};
+  constexpr float kPow10[8] = {1.0f, 0.1f, 0.01f, 1e-3f, 1e-4f, 1e-5f, 1e-6f, 1e-7f};  // = pow10_neg
+  for (int e = 0; e < 8; ++e) {
+    const float two = float(1 << (e < M ? M - 1 - e : 0));  // 2^F
+    constexpr float kInv09 = 1.0f / 0.9f;                   // RN(1 / 0.9)
+    const float c = kInv09 * two;                           // exact: times a power of two
+    t.k[e] = (1.0f / kPow10[e]) * c;                        // (1 / RN(1e-3) rounds to 999.99994)
+    // (exact in double: a 24-bit times a 24-bit float; the +0.5 turns the floor into rounding)
+    t.l[e] = float(double(two) - 0.5 - double(e < M - 1 ? 0.1f : 0.05f) * double(c));
+    t.next[e] = e < M - 1 ? kPow10[e + 1] : -1.0f;  // the last decade has none below
+  }
+  return t;
+}
+template <int M> inline constexpr MapTables<M> kMap = make_map<M>();  // (host code; a kernel: its own)
+
+// The magnitude code of y = x / s in an M-bit map (y <= 0 and NaN: code 0). y is clamped to
+// [2^-(4M-6), 1 - 2^-24] first: min keeps a NaN y, max then makes it the low end, as y <= 0 gets
+// (the low end is below the last decade's cut: code 0; the top end and any y >= 1 -- x = absmax
+// can give y = 1 - 2^-24 or 1 + 2^-23 -- give the top code 2^M - 1). The decade e = #{k >= 1 :
+// y <= 10^-k} from y's binade: a binade [2^j, 2^(j+1)) meets at most two decades, the lower
+// g = floor(-(j + 1) log10 2) (1233 / 2^12 ~ log10 2, exact for every binade of [0, 1]), so
+// e = g + (y <= 10^-(g+1)). y K_e + L_e lies in [0.44, 2^M - 0.5]: its floor is a code.
+template <int M> OK_HD uint32_t dyn_encode_mag(float y, const MapTables<M>& T) {
+  constexpr float kLo = M == 8 ? 1.4901161193847656e-08f : 1.1920928955078125e-07f;  // 2^-26, 2^-23
+  const float m = 0.99999994f < y ? 0.99999994f : y;
+  const float xc = m > kLo ? m : kLo;
+  const int binade = int(bits_of(xc) >> 23);  // j + 127
+  const int g = ((126 - binade) * 1233) >> 12;
+  const int e = g + (xc <= T.next[g] ? 1 : 0);
+  return uint32_t(int(fma_t(xc, T.k[e], T.l[e])));  // (one rounding; > 0: truncation is the floor)
 }
 
 // One byte <-> value / scale. Signed: bit 7 is the sign, 7 magnitude bits.
@@ -237,10 +271,11 @@ OK_HD float dyn_decode(uint8_t c, bool is_signed) {
   const float m = dyn_decode_mag<7>(c & 0x7fu);
   return (c & 0x80u) ? -m : m;
 }
-OK_HD uint8_t dyn_encode(float x, bool is_signed) {
-  if (!is_signed) return uint8_t(dyn_encode_mag<8>(x));
-  const uint32_t m = dyn_encode_mag<7>(x < 0.0f ? -x : x);
-  return uint8_t(m == 0 ? 0u : ((x < 0.0f ? 0x80u : 0u) | m));
+// y = x / s -> byte code with the tables of both maps.
+OK_HD uint8_t dyn_encode(float y, bool is_signed, const MapTables<7>& t7, const MapTables<8>& t8) {
+  if (!is_signed) return uint8_t(dyn_encode_mag<8>(y, t8));
+  const uint32_t m = dyn_encode_mag<7>(y < 0.0f ? -y : y, t7);
+  return uint8_t(m == 0 ? 0u : ((y < 0.0f ? 0x80u : 0u) | m));
 }
 
 // A block's scale records its map: absmax for an unsigned block, -absmax for
@@ -265,9 +300,41 @@ template <class Decode> OK_HD float dequantize_by(uint8_t c, float scale, const 
 OK_HD float dequantize(uint8_t c, float scale) {
   return dequantize_by(c, scale, [](uint8_t x, bool is_signed) { return dyn_decode(x, is_signed); });
 }
-OK_HD uint8_t quantize(float x, float scale) {
+// A block's 1 / s as y = (x pre) r, pre a power of two that keeps s pre and r = RN(1 / (s pre))
+// normal floats (1 / s overflows for s < 2^-128 and loses bits below 2^-126; and with pre = 1 a
+// subnormal x cannot reach a non-zero code, so flushing subnormals changes no code there). x pre
+// is exact wherever the code can be non-zero. pre = 1 for s in [2^-100, 2^100): the vector loops
+// take only those blocks (the others: the scalar loop, the same rule).
+struct BlockRecip {
+  float pre, r;
+};
+OK_HD float recip_rn(float s) {  // RN(1 / s), the same float everywhere
+#if defined(__CUDA_ARCH__)
+  return __frcp_rn(s);
+#else
+  return 1.0f / s;
+#endif
+}
+OK_HD BlockRecip block_recip(float scale) {
+  const float s = scale < 0.0f ? -scale : scale;
+  constexpr float kLow = 7.888609052210118e-31f, kHigh = 1.2676506002282294e+30f;  // 2^-100, 2^100
+  constexpr float kUp = 18446744073709551616.0f, kDown = 5.421010862427522e-20f;   // 2^64, 2^-64
+  const float pre = s < kLow ? kUp : (s >= kHigh ? kDown : 1.0f);
+  return {pre, recip_rn(s * pre)};
+}
+// quantize(x, scale) with the block's reciprocal b = block_recip(scale) and the map tables.
+OK_HD uint8_t quantize_by(float x, float scale, BlockRecip b, const MapTables<7>& t7, const MapTables<8>& t8) {
   if (scale == 0.0f) return 0u;
-  return scale < 0.0f ? dyn_encode(x / -scale, true) : dyn_encode(x / scale, false);
+  return dyn_encode(mul_rn(mul_rn(x, b.pre), b.r), scale < 0.0f, t7, t8);
+}
+OK_HD uint8_t quantize(float x, float scale) {
+#if defined(__CUDA_ARCH__)
+  constexpr MapTables<7> t7 = make_map<7>();  // (a kernel that encodes many values keeps them in shared memory)
+  constexpr MapTables<8> t8 = make_map<8>();
+  return quantize_by(x, scale, block_recip(scale), t7, t8);
+#else
+  return quantize_by(x, scale, block_recip(scale), kMap<7>, kMap<8>);
+#endif
 }
 
 }  // namespace lowp
