@@ -210,11 +210,15 @@ void lbfgs_direction(py::handle S_h, py::handle Y_h, std::vector<double> cs, std
   });
 }
 
-// One chunk of the line search's move: p = x + t d (with save: x = p first), per ISA clone so that
-// the move's fma is the instruction and not a call.
+// One chunk of the line search's move: p = x + t d (with save: x = p first; x null: p = p + t d, the
+// last move of a step, which no evaluation follows and so keeps no copy), per ISA clone so that the
+// move's fma is the instruction and not a call.
 template <class T>
 OK_CLONES void move_loop(T* OK_RESTRICT p, T* OK_RESTRICT x, const T* OK_RESTRICT d, T t, bool save, int64_t n) {
-  if (save) {
+  if (x == nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) p[i] = rs::move(p[i], d[i], t);
+  } else if (save) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       x[i] = p[i];
@@ -231,30 +235,42 @@ void lbfgs_move(py::handle params_h, py::handle x_h, py::handle d_h, double t, c
   const py::dtype dt = list_dtype(params_h, "params");
   const ArrayList P = gather(params_h, "params", dt, true);
   const int64_t n = total_size(P.size);
-  py::array x = check_array(x_h, "x", dt, save), d = check_array(d_h, "d", dt, false);
+  // x None: p = p + t d with no copy kept (save only: without save the move reads x)
+  const bool keep = !x_h.is_none();
+  if (!keep && !save) throw py::value_error("x: None needs save=True (save=False reads p = x + t d from x)");
+  py::array d = check_array(d_h, "d", dt, false);
   // (in the CUDA module's words: a (2, 4) x was "got size 8", the size expected)
   const auto check_flat = [n](const py::array& a, const char* name) {
     if (a.ndim() == 1 && a.shape(0) == n) return;
     std::vector<int64_t> got(a.shape(), a.shape() + a.ndim());
     throw py::value_error(std::string(name) + ": expected shape " + shape_str({n}) + ", got " + shape_str(got));
   };
-  check_flat(x, "x");
+  py::array x;
+  if (keep) {
+    x = check_array(x_h, "x", dt, save);
+    check_flat(x, "x");
+  }
   check_flat(d, "d");
   // (t: checked by the signature, sig::lbfgs)
-  const ArrayList X = single(x), D = single(d);
-  check_no_overlap({{"params", &P, true}, {"x", &X, save}, {"d", &D, false}}, size_t(dt.itemsize()));
+  const ArrayList D = single(d);
+  if (keep) {
+    const ArrayList X = single(x);
+    check_no_overlap({{"params", &P, true}, {"x", &X, save}, {"d", &D, false}}, size_t(dt.itemsize()));
+  } else {
+    check_no_overlap({{"params", &P, true}, {"d", &D, false}}, size_t(dt.itemsize()));
+  }
   std::vector<int64_t> offset(P.count() + 1, 0);
   for (size_t i = 0; i < P.count(); ++i) offset[i + 1] = offset[i] + P.size[i];
   const auto chunks = make_chunks(P.size);
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    T* xp = static_cast<T*>(x.mutable_data());
+    T* xp = keep ? static_cast<T*>(x.mutable_data()) : nullptr;
     const T* dp = static_cast<const T*>(d.data());
     const T tt = T(t);
     py::gil_scoped_release nogil;
-    for_each_chunk(chunks, 3 * n, [&](const Chunk& c) {  // p, x, d
+    for_each_chunk(chunks, (keep ? 3 : 2) * n, [&](const Chunk& c) {  // p, (x,) d
       T* OK_RESTRICT p = P.ptr<T>(size_t(c.tensor)) + c.start;
-      T* OK_RESTRICT xx = xp + offset[size_t(c.tensor)] + c.start;
+      T* OK_RESTRICT xx = xp ? xp + offset[size_t(c.tensor)] + c.start : nullptr;
       const T* OK_RESTRICT dd = dp + offset[size_t(c.tensor)] + c.start;
       move_loop(p, xx, dd, tt, save, c.len);
     });

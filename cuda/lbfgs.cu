@@ -35,6 +35,7 @@ void expect_shape(py::handle h, const char* name, const std::vector<int64_t>& wa
     throw py::value_error(std::string(name) + ": expected shape " + shape_str(want) + ", got " + shape_str(got));
 }
 namespace rs = rules;
+using lbfgsgpu::MoveInPlaceOp;
 using lbfgsgpu::MoveOp;
 using lbfgsgpu::direction_kernel;
 using lbfgsgpu::dots_kernel;
@@ -221,9 +222,12 @@ void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, che
   const DeviceList P = gather_device(params, "params", dt, true, dev);
   int64_t n = 0;
   for (int64_t s : P.size) n += s;
-  char* x = check_device_array(x_h, "x", dt, save, n, dev);
+  // x None: p = p + t d with no copy kept (save only: without save the move reads x), as the CPU twin
+  const bool keep = !x_h.is_none();
+  if (!keep && !save) throw py::value_error("x: None needs save=True (save=False reads p = x + t d from x)");
+  char* x = keep ? check_device_array(x_h, "x", dt, save, n, dev) : nullptr;
   char* d = check_device_array(d_h, "d", dt, false, n, dev);
-  expect_shape(x_h, "x", {n});  // 1-D, as the CPU twin requires
+  if (keep) expect_shape(x_h, "x", {n});  // 1-D, as the CPU twin requires
   expect_shape(d_h, "d", {n});
   // (t: checked by the signature, sig::lbfgs)
   DeviceList X, D;
@@ -231,7 +235,8 @@ void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, che
   X.size.push_back(n);
   D.data.push_back(d);
   D.size.push_back(n);
-  check_no_overlap({{"params", &P, true}, {"x", &X, save}, {"d", &D, false}}, dtype_size(dt));
+  if (keep) check_no_overlap({{"params", &P, true}, {"x", &X, save}, {"d", &D, false}}, dtype_size(dt));
+  else check_no_overlap({{"params", &P, true}, {"d", &D, false}}, dtype_size(dt));
   if (n == 0) return;
   require_current_device(dev, "params");
   cudaStream_t s = current_stream();
@@ -246,9 +251,11 @@ void lbfgs_move(py::handle params, py::handle x_h, py::handle d_h, double t, che
     off += P.size[i];
   }
   const mt::Lists<3> lists{&P, &Xs, &Ds};
+  const mt::Lists<2> in_place{&P, &Ds};
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    if (save) mt::launch_apply<T>(MoveOp<T, true>{T(t)}, lists, s);
+    if (!keep) mt::launch_apply<T>(MoveInPlaceOp<T>{T(t)}, in_place, s);
+    else if (save) mt::launch_apply<T>(MoveOp<T, true>{T(t)}, lists, s);
     else mt::launch_apply<T>(MoveOp<T, false>{T(t)}, lists, s);
   };
   py::gil_scoped_release nogil;

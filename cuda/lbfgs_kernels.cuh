@@ -182,6 +182,15 @@ template <class T, bool Save> struct MoveOp {
   }
 };
 
+// The last move of a step (no evaluation follows, so no copy of p is kept): p = p + t d.
+template <class T> struct MoveInPlaceOp {
+  static constexpr int kDepth = 2;  // p, d
+  static constexpr unsigned kWritten = 1u;
+  T t;
+  __device__ MoveInPlaceOp load() const { return *this; }
+  __device__ void operator()(T* v) const { v[0] = rs::move(v[0], v[1], t); }
+};
+
 // part: max |g| and sum |g| per block.
 template <class T>
 __global__ void stats_kernel(const T* __restrict__ g, double* __restrict__ part, int64_t n, int64_t nb) {

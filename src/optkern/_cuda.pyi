@@ -455,7 +455,7 @@ def lbfgs_move_(
     params: typing.Any, x: typing.Any, d: typing.Any, t: typing.SupportsFloat | typing.SupportsIndex, save: bool
 ) -> None:
     """
-    Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; save=False: p = x + t d.
+    Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; save=False: p = x + t d; x None (save=True only): p = p + t d, no copy kept.
     """
 
 def lbfgs_push_(

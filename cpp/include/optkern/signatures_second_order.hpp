@@ -39,7 +39,7 @@ void lbfgs(py::module_& m, Push push, Dir direction, Move move, Stats stats) {
                             checks::Flag save) { move(params, x, d, step_length(t), save); },
         arg("params"), arg("x"), arg("d"), arg("t"), arg("save"),
         "Over the params (a list, read as one flat vector): save=True: x = p, p = p + t d; "
-        "save=False: p = x + t d.");
+        "save=False: p = x + t d; x None (save=True only): p = p + t d, no copy kept.");
   m.def("lbfgs_stats", stats, arg("g"), arg("out"), "out[0] = max |g|, out[1] = sum |g| (float64).");
 }
 

@@ -250,15 +250,16 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
             o += p.size
         return out
 
-    def _move(self, t, save: bool):
-        """save: x = p, p += t d;  else p = x + t d."""
-        if self._x is None:
+    def _move(self, t, save: bool, keep: bool = True):
+        """save: x = p, p += t d;  else p = x + t d;  keep=False (the step's last move, which no
+        evaluation follows): p += t d, no copy x kept -- n values fewer written."""
+        if keep and self._x is None:
             self._x = self._vec()
-        self._mod.lbfgs_move_(self._params, self._x, self._d, float(t), save)
+        self._mod.lbfgs_move_(self._params, self._x if keep else None, self._d, float(t), save or not keep)
         # (torch tensors given as params: a graph that saved them refuses its backward, as after
         # torch's own in-place step, instead of differentiating the new values)
         _bump_torch_versions(self._given_tensors)
-        self._moved = True
+        self._moved = keep  # (nothing to restore without a copy; no evaluation follows such a move)
 
     # ---- step --------------------------------------------------------------------------
 
@@ -341,9 +342,10 @@ class LBFGS(LBFGSHistory, GivenTensorsMixin, NativeByName):
                 gmax = float(self._host(self._stats(g))[0])
                 opt_cond = sc(gmax) <= tol_grad
             else:
-                self._move(t, save=True)
+                last = n_iter == max_iter  # (no evaluation follows: the iterate needs no copy)
+                self._move(t, save=True, keep=not last)
                 opt_cond = False
-                if n_iter != max_iter:
+                if not last:
                     loss, g, gmax, _ = self._evaluate_or_restore(closure, copy=False)
                     opt_cond = sc(gmax) <= tol_grad
                     ls_func_evals = 1
