@@ -121,12 +121,16 @@ _DEFAULT_EPS: dict = {}  # dtype -> its default eps
 
 
 def _out(out, x, name="out"):
-    """A fresh array like x, or the caller's ``out`` (same shape; dtype, layout checked natively)."""
+    """A fresh array like x, or the caller's ``out`` (same shape, writable; dtype, layout checked
+    natively). Writability here, with the shared refusal: the native one cannot say why an export
+    through the unversioned DLPack protocol is read-only to NumPy (``_backend.read_only``)."""
     if out is None:
         return _xp(x).empty_like(x)
     _ndarray(name, out)
     if tuple(out.shape) != tuple(x.shape):
         raise ValueError(f"{name}: expected shape {tuple(x.shape)}, got {tuple(out.shape)}")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise _backend.read_only(name, out)
     return out
 
 
