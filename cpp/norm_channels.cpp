@@ -154,7 +154,10 @@ template <class T> void update_running(T* rm, T* rv, const T* mean, const T* var
 
 template <class T> void running_impl(py::handle rm_h, py::handle rv_h, py::handle mean_h, py::handle var_h, double m) {
   HostArgs args(py::dtype::of<T>());
-  const int64_t C = int64_t(py::reinterpret_borrow<py::array>(mean_h).size());
+  const auto size = [](py::handle h) {
+    return py::isinstance<py::array>(h) ? int64_t(py::reinterpret_borrow<py::array>(h).size()) : int64_t(-1);
+  };
+  const int64_t C = sig::running_channels(size(rm_h), size(rv_h), size(mean_h));
   const T* mean = args.get<T>(mean_h, "mean", C, false);
   const T* var = args.get<T>(var_h, "var", C, false);
   T* rm = args.get<T>(rm_h, "running_mean", C, true);

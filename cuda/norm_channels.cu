@@ -122,7 +122,9 @@ void running_stats(py::handle running_mean, py::handle running_var, py::handle m
                    double momentum) {
   const DType st = float_dtype<DeviceArrays>(mean, "mean");
   sig::check_running(var, running_mean, running_var, momentum);
-  const int64_t C = device_size(mean);
+  // (a size of -1 for None: its check below names it)
+  const auto size = [](py::handle h) { return h.is_none() ? int64_t(-1) : device_size(h); };
+  const int64_t C = sig::running_channels(size(running_mean), size(running_var), device_size(mean));
   DeviceArgs a;
   const char* mp = a.get(mean, "mean", st, C, false);
   const char* vp = a.get(var, "var", st, C, false);

@@ -204,7 +204,7 @@ def test_float32_norm_eps_past_float32_range_is_refused_naming_norm_eps(norm):
     # (the constructor's rounding check cast it to float32 and NumPy warned "overflow encountered in
     # cast": an error under -W error; accepted, the first loss was refused naming optkern.norm's
     # `eps`, which the caller never passed). A float64 model takes it.
-    with pytest.raises(ValueError, match=r"norm_eps: 1e\+39 overflows float32 \(the model's dtype\)"):
+    with pytest.raises(ValueError, match=r"norm_eps: 1e\+39 overflows float32 \(the statistics' dtype\)"):
         MLP([3, 4, 2], norm=norm, norm_eps=1e39)
     MLP([3, 4, 2], norm=norm, norm_eps=float(np.finfo(np.float32).max))
     m64 = MLP([3, 4, 2], norm=norm, norm_eps=1e39, dtype=np.float64)

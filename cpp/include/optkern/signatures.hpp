@@ -65,6 +65,14 @@ inline void check_running(py::handle var, py::handle running_mean, py::handle ru
     throw py::value_error("momentum: must be in [0, 1], got " + checks::repr(momentum));
 }
 
+// The channel count of running_stats_: running_mean's size unless it is the odd one out (differing
+// from both running_var's and mean's: then running_var's), so that the size check of each argument
+// against it names the one whose size differs (from mean's alone, a short mean was blamed on var).
+// A size of -1: not an array (its type check names it).
+inline int64_t running_channels(int64_t running_mean, int64_t running_var, int64_t mean) {
+  return running_mean != running_var && running_mean != mean ? running_var : running_mean;
+}
+
 // The low parts `lo` (channel_stats') go with batch statistics: a training call's. Eval normalizes
 // around the running mean as given, so an eval call given them was handed another call's state.
 inline void check_lo(py::handle lo, bool training) {

@@ -25,6 +25,8 @@ import numpy as np
 
 from .. import _backend, _pool
 from .._torch_written import bumps_written
+from ..norm._common import F32_STATS
+from ..norm._common import _eps as _norm_eps
 from . import block as _block
 from ._gemm import _weight_grad
 from ._mlp_args import _MLPArgs
@@ -74,7 +76,8 @@ class MLP(_MLPArgs, _MLPPasses):
       label_smoothing: cross-entropy label smoothing in ``[0, 1]`` (0 with ``"mse"``).
       confidence_penalty: weight ``beta`` of ``-beta * H(softmax)`` added to the cross-entropy
         (0 with ``"mse"``).
-      norm_eps: the normalization's ``eps`` (not 0 in the model's dtype).
+      norm_eps: the normalization's ``eps``, by optkern.norm's rule (> 0; with float32 statistics,
+        neither 0 nor past the max there).
       dtype: float32 or float64 (parameters, activations and products).
       xp: array module for ``init_params`` (numpy or cupy); every method follows its arguments.
     """
@@ -119,24 +122,11 @@ class MLP(_MLPArgs, _MLPPasses):
         # accepted here and refused only at the first loss, far from the constructor)
         self.confidence_penalty = _backend.real("confidence_penalty", confidence_penalty)
         _backend.finite_in("confidence_penalty", self.confidence_penalty, self.dtype)  # (a check: kept unrounded)
-        self.norm_eps = _backend.positive("norm_eps", norm_eps)
-        # (float32 statistics add eps in float32: 1e-50 was accepted here and refused at the first
-        # loss, naming the normalization kernel's `eps`, not this argument)
-        # (a value past float32's range is inf there: refused, as optkern.norm refuses it naming its
-        # `eps`, which the first loss reached; the cast warned "overflow encountered in cast" first)
-        # (the checked float is shown: a NumPy scalar's repr read "np.float64(1e-50)")
-        with np.errstate(over="ignore"):
-            eps32 = np.float32(self.norm_eps)
-        if norm and self.dtype == np.float32 and not np.isfinite(eps32):
-            raise ValueError(
-                f"norm_eps: {self.norm_eps!r} overflows float32 (the model's dtype); at most "
-                f"{float(np.finfo(np.float32).max)!r}"
-            )
-        if norm and self.dtype == np.float32 and eps32 == 0:
-            raise ValueError(
-                f"norm_eps: {self.norm_eps!r} rounds to 0 in float32 (the model's dtype); the smallest usable "
-                f"value is {float(np.nextafter(np.float32(0), np.float32(1)))!r}"
-            )
+        # (optkern.norm's eps rule, whose float32 statistics add it in float32: a value rounding to 0
+        # or past float32's max there was accepted here and refused at the first loss, naming the
+        # normalization's `eps`, not this argument; the checked float kept, not a NumPy scalar)
+        stats = F32_STATS if norm and self.dtype == np.float32 else None
+        self.norm_eps = _norm_eps(norm_eps, stats, name="norm_eps")
         # (the MSE loss has neither: a nonzero value was silently ignored)
         for name, value in (("label_smoothing", self.label_smoothing), ("confidence_penalty", self.confidence_penalty)):
             if loss == "mse" and value != 0:

@@ -121,12 +121,16 @@ _DEFAULT_EPS: dict = {}  # dtype -> its default eps
 
 
 def _out(out, x, name="out"):
-    """A fresh array like x, or the caller's ``out`` (same shape; dtype, layout checked natively)."""
+    """A fresh array like x, or the caller's ``out`` (same shape, writable; dtype, layout checked
+    natively). Writability here, with the shared refusal: the native one cannot say why an export
+    through the unversioned DLPack protocol is read-only to NumPy (``_backend.read_only``)."""
     if out is None:
         return _xp(x).empty_like(x)
     _ndarray(name, out)
     if tuple(out.shape) != tuple(x.shape):
         raise ValueError(f"{name}: expected shape {tuple(x.shape)}, got {tuple(out.shape)}")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise _backend.read_only(name, out)
     return out
 
 
@@ -235,30 +239,33 @@ def _no_shared_running(training, running, others, out):
         _no_shared_memory([("out", out)], running, "y is written while the running statistics are read")
 
 
-def _eps(eps, x=None):
-    """eps > 0, and (given the input ``x``) still > 0 and finite in the statistics' dtype: an eps that
+def _eps(eps, x=None, name="eps"):
+    """eps (argument ``name``: nn.MLP's ``norm_eps`` too) > 0, and (given the input ``x``, or
+    ``F32_STATS`` for float32 statistics) still > 0 and finite in the statistics' dtype: an eps that
     rounds to 0 there divides by a zero variance (NaN for a constant row where float64 is finite);
     one past float32's max became inf in the row kernels (y = bias, the rstd 0) but not in the channel
     kernels (batch norm, instance norm with running buffers: y ~ 1e-20 x), which add it in double --
     refused as the optimizers refuse a hyper-parameter that is not finite in the arrays' dtype."""
-    eps = _backend.positive("eps", eps)
+    eps = _backend.positive(name, eps)
     # float32 and the half types (CPU and GPU) keep float32 statistics; an unsupported dtype is x's error
     dt = getattr(x, "dtype", None)
     if x is not None and (dt == np.float32 or (getattr(dt, "itemsize", 0) == 2 and dt.name in _HALF_NAMES)):
         if eps > _F32_MAX_ROUNDED:  # (compared in double: np.float32(eps) would warn of the overflow)
-            raise ValueError(f"eps: {eps!r} overflows float32 (the statistics' dtype); at most {_F32_MAX!r}")
+            raise ValueError(f"{name}: {eps!r} overflows float32 (the statistics' dtype); at most {_F32_MAX!r}")
         # (a normal float32's range never rounds to 0, flushed or not: the NumPy scalar, ~250 ns, is
         # built only below 2**-126, where round-to-nearest-even gives 0 for eps <= 2**-150, the tie
         # with 2**-149 included, and a flush-to-zero mode gives 0 for all of it, as the kernels would)
         if eps < _F32_TINY and np.float32(eps) == 0:
             raise ValueError(
-                f"eps: {eps!r} rounds to 0 in float32 (the statistics' dtype); the smallest usable value is "
+                f"{name}: {eps!r} rounds to 0 in float32 (the statistics' dtype); the smallest usable value is "
                 f"{float(np.nextafter(np.float32(0), np.float32(1)))!r}"
             )
     return eps
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
+#: what ``_eps`` reads of an input (its dtype) where there is none yet: float32 statistics
+F32_STATS = np.empty(0, np.float32)
 # the half storage types, whose statistics are float32 (bfloat16 by name: ml_dtypes' or CuPy's dtype)
 _HALF_NAMES = frozenset(("float16", "bfloat16"))
 _F32_TINY = 2.0**-126  # float32's smallest normal

@@ -9,7 +9,7 @@ import numpy as np
 from .. import _backend, lowp
 from .._foreign import shown_values
 from .._pickling import NativeByName
-from ._common import _eps, _momentum, _shape_arg
+from ._common import F32_STATS, _eps, _momentum, _shape_arg
 from .functional import (
     batch_norm,
     batch_norm_backward,
@@ -45,7 +45,6 @@ def _module_dtype(dtype, cupy: bool):
 
 
 _ALLOWED = (np.float32, np.float64, np.float16)
-_F32_STATS = np.empty(0, np.float32)  # (what _eps reads of an input: its dtype, the statistics' here)
 
 
 def _state_value(xp, key, v, like):
@@ -123,7 +122,7 @@ class _NormModule(NativeByName):
     def _own_eps(self, eps) -> float:
         """``eps`` by the forward's rule for this module's statistics (float32 unless the module is
         float64): one rounding to 0 or past float32's max there was taken and refused at the first forward."""
-        return _eps(eps, None if self.dtype == np.float64 else _F32_STATS)
+        return _eps(eps, None if self.dtype == np.float64 else F32_STATS)
 
     def _sized(self, name: str, n: int, stats, params: bool, shown=None) -> None:
         """``n`` (elements of each array built from ``name``: the parameters where ``params``, and

@@ -1,6 +1,6 @@
 """The checks of what is handed to an optkern.torch optimizer one piece at a time, before it is
-used: a param's grad (``check_grad``, at the step) and a new param group (``check_new_group``, at
-``add_param_group``)."""
+used: ``step``'s arguments (``step_closure``), a param's grad (``check_grad``, at the step) and a new
+param group (``check_new_group``, at ``add_param_group``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,22 @@ from ._impl_keywords import check_group_keywords
 from ._sparse import refuse
 
 _STRIDED = torch.strided
+
+
+def step_closure(opt, args: tuple, kwargs: dict):
+    """The ``closure`` of ``opt.step(*args, **kwargs)``, bound as Python binds ``step(self,
+    closure=None)`` (keywords first, then the count), with Python's TypeErrors but naming the
+    user's class, ``Adam.step()`` as torch's do, not the method that takes the arguments
+    (``_Fused._step``, which torch's hook wrapper calls too)."""
+    where = f"{type(opt).__name__}.step()"
+    for key in kwargs:
+        if key != "closure":
+            raise TypeError(f"{where} got an unexpected keyword argument '{key}'")
+        if args:
+            raise TypeError(f"{where} got multiple values for argument 'closure'")
+    if len(args) > 1:
+        raise TypeError(f"{where} takes from 1 to 2 positional arguments but {len(args) + 1} were given")
+    return args[0] if args else kwargs.get("closure")
 
 
 def check_grad(p, g, gi: int, j: int, dtypes: tuple = _views.TYPES) -> None:

@@ -23,7 +23,7 @@ from .._checked_values import cached, remember
 from .._serial import serialized
 from . import _lowp, _relaid, _sparse, _views
 from ._autograd_marks import _increment_version, _is_neg, _refuse_neg_view, bump_before_write, restore_versions
-from ._checks_inputs import check_new_group
+from ._checks_inputs import check_new_group, step_closure
 from ._checks_state import _StateDictChecks, host_read
 from ._checks_step import _StepChecks
 from ._impl_keywords import TORCH_IMPL_KEYWORDS, take_impl_keywords
@@ -212,15 +212,18 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
 
     step.hooked = True  # type: ignore[attr-defined]  # torch.optim.Optimizer leaves it unwrapped
 
-    def _step(self, closure=None):
-        """The step with grad disabled, as torch's (through torch's C switch: the ``torch.no_grad``
-        context cost 0.1 ms per step, its code cold after a large step's memory traffic).
+    def _step(self, *args, **kwargs):
+        """``step(closure=None)``, with grad disabled, as torch's (through torch's C switch: the
+        ``torch.no_grad`` context cost 0.1 ms per step, its code cold after a large step's memory
+        traffic). The arguments are bound here (``step_closure``) so that a bad call names the
+        user's class, not this method.
 
         Every group's hyper-parameters are checked before anything is written, and when the step
         makes several native calls (param groups, dtypes, step counts) or creates state, every
         param, state tensor and grad of the step too (``_precheck``): a native call checks only its
         own arrays, after the calls before it wrote. One call checks everything itself."""
         loss = None
+        closure = step_closure(self, args, kwargs) if args or kwargs else None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
@@ -393,5 +396,10 @@ def _plain_step(self: _Fused, *args, **kwargs):
 
 _hooked_step = torch.optim.Optimizer.profile_hook_step(_Fused._step)
 # (``inspect.signature(opt.step)`` as torch's: ``(closure=None)``, as its wrapper shows it)
-_Fused.step.__signature__ = inspect.signature(_Fused._step)  # type: ignore[attr-defined]
+_Fused.step.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("closure", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+    ]
+)
 _set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-_FOLLOWED_LR = (torch.float32, torch.float64)  # (a tensor lr whose quotients the rules compute)
+from ._tensor_lr import FOLLOWED_LR, lr_dtype
 
 
 def _tensor(group: dict, key: str):
@@ -41,9 +41,10 @@ def refuse_one_minus(group: dict, where: str, key: str) -> None:
 
 
 def refuse_half_lr(group: dict, where: str, why: str) -> None:
-    """A float16 / bfloat16 tensor ``lr`` where torch divides or multiplies it in its format."""
+    """A float16 / bfloat16 tensor ``lr`` where torch divides or multiplies it in its format (an
+    integer one: in torch's default dtype, ``lr_dtype``)."""
     v = _tensor(group, "lr")
-    if v is not None and v.dtype not in _FOLLOWED_LR:
+    if v is not None and lr_dtype(v) not in FOLLOWED_LR:
         refuse_tensor(where, "lr", v, why)
 
 

@@ -4,6 +4,8 @@ torch.optim takes ``lr`` as a tensor; where a step scalar is a quotient or produ
 AdamW's ``lr / bc1``, NAdam's two coefficients, Adagrad's ``lr / (1 + (t - 1) lr_decay)``, the
 decoupled decay ``1 - lr * weight_decay``), torch computes it in float32 tensor ops, each of its
 Python-float operands rounded to float32 first; the rules then compute it so (their ``float32_lr``).
+An integer tensor ``lr`` is divided by Python floats into tensors of torch's default dtype
+(``lr_dtype``): a float32 one's scalars, or under a float64 default the Python float's.
 SGD's, RMSprop's and Adadelta's step scalars are ``lr`` itself or a product torch takes as its
 value: nothing to follow. A float64 tensor's ops round as the Python float's do; a half one's
 are Adam's and AdamW's torch expressions (``_torch_scalars``), refused elsewhere (``_tensor_hypers``).
@@ -22,13 +24,27 @@ from ._host_values import array_lr
 NEP50_FLOAT32 = type(np.float32(1) * 1.0) is np.float32
 
 
+#: The dtypes of tensor lr whose quotients the rules compute (float32: ``float32_lr``; float64: double).
+FOLLOWED_LR = (torch.float32, torch.float64)
+
+
+def lr_dtype(lr: torch.Tensor) -> torch.dtype:
+    """The dtype torch.optim's for-loop computes the quotients and products of the tensor ``lr`` in:
+    its own, or for an integer tensor (promoted with a Python float: ``lr / bias_correction1``) torch's
+    default dtype. A bool lr keeps its own (no rule follows it)."""
+    dtype = lr.dtype
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+        return dtype
+    return torch.get_default_dtype()
+
+
 def lr_is_float32(group: dict, fused=False) -> bool:
-    """Whether the group's lr is a float32 tensor or a NumPy float32 that torch's step computes its
-    scalars with in float32: torch's expressions keep the latter float32 too (NumPy 2's promotion,
-    NEP 50: ``np.float32 op float`` is float32), so its for-loop and foreach steps compute these
-    scalars as with a float32 tensor lr, bit for bit (not under NumPy 1.x's promotion: ``NEP50_FLOAT32``
-    false). Not for a ``fused`` group: torch's fused step
-    takes lr (either kind) to C++ as a double: double scalars, as for a Python float."""
+    """Whether the group's lr is a float32 tensor (or an integer one: ``lr_dtype``) or a NumPy
+    float32 that torch's step computes its scalars with in float32: torch's expressions keep the
+    latter float32 too (NumPy 2's promotion, NEP 50: ``np.float32 op float`` is float32), so its
+    for-loop and foreach steps compute these scalars as with a float32 tensor lr, bit for bit (not
+    under NumPy 1.x's promotion: ``NEP50_FLOAT32`` false). Not for a ``fused`` group: torch's fused
+    step takes lr (either kind) to C++ as a double: double scalars, as for a Python float."""
     if fused:
         return False
     lr = group["lr"]
@@ -36,7 +52,7 @@ def lr_is_float32(group: dict, fused=False) -> bool:
         lr = lr[()]
     if isinstance(lr, np.float32):
         return NEP50_FLOAT32
-    return isinstance(lr, torch.Tensor) and lr.dtype == torch.float32
+    return isinstance(lr, torch.Tensor) and lr_dtype(lr) == torch.float32
 
 
 def replaced(opt, hp, **changes):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from ._tensor_lr import FOLLOWED_LR, lr_dtype
+
 _NUMBERS = (float, int)
 
 
@@ -58,15 +60,15 @@ def plain_numbers(group: dict) -> bool:
 
 def torch_computed_key(group: dict) -> str | None:
     """The entry of ``group`` whose step scalars torch.optim's Adam computes in tensor ops that the
-    rules do not follow -- ``"betas"`` (a tensor beta), ``"lr"`` (a tensor lr of another dtype than
-    float32 / float64), ``"weight_decay"`` (a tensor decoupled one; an L2 one is only read:
+    rules do not follow -- ``"betas"`` (a tensor beta), ``"lr"`` (a tensor lr computed in another dtype than
+    float32 / float64: ``lr_dtype``), ``"weight_decay"`` (a tensor decoupled one; an L2 one is only read:
     ``grad.add(param, alpha=wd)``) -- or None."""
     if plain_numbers(group):
         return None
     lr, wd = group["lr"], group["weight_decay"]
     if tensor_betas(group["betas"]) is not None:
         return "betas"
-    if isinstance(lr, torch.Tensor) and lr.dtype not in (torch.float32, torch.float64):
+    if isinstance(lr, torch.Tensor) and lr_dtype(lr) not in FOLLOWED_LR:
         return "lr"
     if isinstance(wd, torch.Tensor) and bool(group["decoupled_weight_decay"]):
         return "weight_decay"
