@@ -39,8 +39,7 @@ def _labels(labels, n: int, c: int, xp, name: str = "labels"):
 
 
 def _check_logits(logits) -> None:
-    if not (isinstance(logits, np.ndarray) or _backend.is_cupy(logits)):
-        raise TypeError(f"logits: expected a numpy or cupy array, got {type(logits).__name__}")
+    _backend.check_one_array(logits, "logits")
 
 
 def _hp(label_smoothing, confidence_penalty):
@@ -104,6 +103,8 @@ def xent_rop(logp, r, *, confidence_penalty=0.0, scale=1.0):
     beta = _backend.real("confidence_penalty", confidence_penalty)
     scale = _backend.real("scale", scale)
     beta, scale = _in_dtype(logp, confidence_penalty=beta, scale=scale)
+    _backend.check_one_array(logp, "logp")
+    _backend.check_one_array(r, "r")
     mod = _backend.backend(("logp", logp), ("r", r))
     xp = _backend.array_module(logp)
     out = xp.empty_like(logp)
