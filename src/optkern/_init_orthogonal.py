@@ -63,7 +63,8 @@ def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_sta
     output's variance is within ``tol`` of 1 or ``max_iter`` rescalings were
     done (``eps`` > 0 is added to the variance first). Returns the list of final
     output variances, one per layer. On any error (``forward`` raising or returning
-    something else than one non-empty real array with a finite variance per weight)
+    something else than one non-empty real array with a finite variance per weight; an output of
+    variance 0, which no rescaling changes; a factor past the weights' dtype's range)
     the weights are restored to what they were.
     """
     weights = _backend.as_list(weights, "weights")
