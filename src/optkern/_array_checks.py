@@ -57,6 +57,14 @@ def type_name(a) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__qualname__}"
 
 
+def check_one_array(a, name: str) -> None:
+    """TypeError naming ``name`` unless ``a`` is one NumPy or CuPy array (foreign ones already viewed):
+    for an argument that is a single array, where ``backend`` also takes a list of arrays and named
+    a list of numbers by its first element ("z[0]: expected a numpy or cupy array, got float")."""
+    if not (isinstance(a, np.ndarray) or is_cupy(a)):
+        raise TypeError(f"{name}: expected a numpy or cupy array, got {type_name(a)}")
+
+
 #: NumPy views of exports through the unversioned DLPack protocol (``__dlpack__()`` without
 #: ``max_version``: no read-only flag in it, so NumPy views the memory read-only whether it is or
 #: not), by id: ``_foreign.as_array`` enters them, ``read_only`` says why they are refused.

@@ -23,6 +23,7 @@ from ._array_checks import check_disjoint as check_disjoint
 from ._array_checks import check_finite as check_finite
 from ._array_checks import check_like as check_like
 from ._array_checks import check_list_like as check_list_like
+from ._array_checks import check_one_array as check_one_array
 from ._array_checks import check_read as check_read
 from ._array_checks import check_written as check_written
 from ._array_checks import counted as counted

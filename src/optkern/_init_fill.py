@@ -134,8 +134,11 @@ def trunc_normal_(w, mean=0.0, std=1.0, a=-2.0, b=2.0, *, rng=None):
     z = _ndtri(p, xp)
     if mirror:
         z = -z
-    x = xp.clip(mean + std * z, a, b).astype(w.dtype)
-    w[...] = xp.clip(x, lo, hi)
+    # clipped in float64 to [lo, hi], the dtype's values inside [a, b], then rounded: rounding stays
+    # in [lo, hi] (both representable), and an [a, b] past the dtype's range casts no value to inf
+    # (clipped after the cast, a float16 fill with b = 1e6 was right but warned "overflow
+    # encountered in cast": an error under -W error)
+    w[...] = xp.clip(mean + std * z, float(lo), float(hi)).astype(w.dtype)
     return w
 
 

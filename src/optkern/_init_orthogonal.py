@@ -63,7 +63,8 @@ def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_sta
     output's variance is within ``tol`` of 1 or ``max_iter`` rescalings were
     done (``eps`` > 0 is added to the variance first). Returns the list of final
     output variances, one per layer. On any error (``forward`` raising or returning
-    something else than one non-empty real array with a finite variance per weight)
+    something else than one non-empty real array with a finite variance per weight; an output of
+    variance 0, which no rescaling changes; a factor past the weights' dtype's range)
     the weights are restored to what they were.
     """
     weights = _backend.as_list(weights, "weights")
@@ -109,6 +110,7 @@ def _lsuv_steps(weights, forward, x, tol, max_iter, eps, gen) -> list:
         for _ in range(max_iter):
             if abs(var - 1.0) < tol:
                 break
+            _check_rescalable(var, i, w, 1.0 / math.sqrt(var + eps))
             # the start weights times the product of the factors, in float64, rounded once to w's
             # dtype: ``w *= dtype(factor)`` rounded the factor first (2**-11 off in float16) and
             # the weights again at every rescaling
@@ -118,6 +120,26 @@ def _lsuv_steps(weights, forward, x, tol, max_iter, eps, gen) -> list:
             var = variance(i)
         out.append(var)
     return out
+
+
+def _check_rescalable(var: float, i: int, w, factor: float) -> None:
+    """ValueError naming ``forward`` where rescaling weight ``i`` cannot bring its output's variance to 1:
+    a variance of 0 (a constant output on ``x``: an all-zero batch, a dead layer) is one at any scale,
+    and dividing by ``sqrt(0 + eps)`` multiplied the weights by 1e4 per iteration -- float64 weights
+    returned 1e40 times larger with the variance still 0, no error; float32 ones overflowed to inf
+    (NumPy's cast warning, then a NaN variance blamed on ``forward``). Nor may the factor take the
+    weights past their dtype's range."""
+    if var == 0.0:
+        raise ValueError(
+            f"forward: output {i} has variance 0 on x (a constant output: an all-zero batch or a dead "
+            "layer); no rescaling of its weight brings it to 1"
+        )
+    big = float(np.finfo(w.dtype).max) if w.dtype.kind == "f" else math.inf
+    top = float(abs(w).max()) if w.size else 0.0
+    if not top * factor < big:
+        raise ValueError(
+            f"forward: output {i} has variance {var!r}: rescaling weights[{i}] by {factor!r} overflows {w.dtype}"
+        )
 
 
 def _output_variance(outs, i: int, n: int) -> float:

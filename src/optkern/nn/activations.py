@@ -41,6 +41,7 @@ def activation(kind: str, z, *, order: int = 0):
         raise TypeError(f"order: expected an integer (0, 1 or 2), got {type(order).__name__}")
     if order not in (0, 1, 2):
         raise ValueError(f"order: must be 0, 1 or 2, got {order!r}")
+    _backend.check_one_array(z, "z")
     mod = _backend.backend(("z", z))
     xp = _backend.array_module(z)
     a = xp.empty_like(z)

@@ -39,8 +39,7 @@ def _labels(labels, n: int, c: int, xp, name: str = "labels"):
 
 
 def _check_logits(logits) -> None:
-    if not (isinstance(logits, np.ndarray) or _backend.is_cupy(logits)):
-        raise TypeError(f"logits: expected a numpy or cupy array, got {type(logits).__name__}")
+    _backend.check_one_array(logits, "logits")
 
 
 def _hp(label_smoothing, confidence_penalty):
@@ -104,6 +103,8 @@ def xent_rop(logp, r, *, confidence_penalty=0.0, scale=1.0):
     beta = _backend.real("confidence_penalty", confidence_penalty)
     scale = _backend.real("scale", scale)
     beta, scale = _in_dtype(logp, confidence_penalty=beta, scale=scale)
+    _backend.check_one_array(logp, "logp")
+    _backend.check_one_array(r, "r")
     mod = _backend.backend(("logp", logp), ("r", r))
     xp = _backend.array_module(logp)
     out = xp.empty_like(logp)
@@ -112,9 +113,10 @@ def xent_rop(logp, r, *, confidence_penalty=0.0, scale=1.0):
 
 
 def _row_mean(loss):
-    """``loss.mean()`` of the per-row losses; NaN for no rows, as torch's ``cross_entropy`` (NumPy's
-    mean first warns "Mean of empty slice": an error under ``-W error``, the project's tests' setting)."""
-    if loss.shape[0] == 0:
+    """``loss.mean()`` of the per-row (or per-element) losses; NaN for none, as torch's ``cross_entropy``
+    and ``mse_loss`` (NumPy's mean first warns "Mean of empty slice": an error under ``-W error``, the
+    project's tests' setting)."""
+    if loss.size == 0:
         return _backend.array_module(loss).full((), float("nan"), dtype=loss.dtype)[()]
     with np.errstate(over="ignore", invalid="ignore"):  # (a sum past the max: inf, as torch's, no warning)
         return loss.mean()
@@ -183,6 +185,9 @@ def mse_forward(out, target):
         raise TypeError(f"y: expected a {_backend.type_name(out)} like out, got {_backend.type_name(target)}")
     if tuple(target.shape) != tuple(out.shape):
         raise ValueError(f"y: expected shape {tuple(out.shape)} for the MSE loss, got {tuple(target.shape)}")
-    r = out - target
     h = 2.0 / max(out.size, 1)
-    return (r * r).mean(), r * h, h
+    # (IEEE as torch's mse_loss: inf past the max, NaN for inf - inf, without NumPy's warnings --
+    # errors under -W error; the MLP's passes ran it under their own errstate, a direct call did not)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = out - target
+        return _row_mean(r * r), r * h, h

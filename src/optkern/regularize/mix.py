@@ -117,7 +117,8 @@ def soft_targets(y, n, num_classes=None, dtype=np.float32):
     # Summed in float64, within the rounding of y's dtype: float16 probabilities each rounded to
     # nearest sum to 1 only within half an ulp of 1 (4.9e-4), and summed in float16 land an ulp off
     # (9.8e-4); atol=1e-4 on the float16 sum refused such rows (a softmax's, at random).
-    sums = y.sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # (inf + -inf: NaN, refused below by name, not NumPy's warning)
+        sums = y.sum(axis=1, dtype=np.float64)
     atol = max(1e-4, 4 * float(np.finfo(y.dtype).eps))
     if bool((y < 0).any()) or not bool(xp.allclose(sums, 1.0, atol=atol)):
         raise ValueError("y: soft targets must be non-negative and sum to 1 per row")
@@ -159,7 +160,10 @@ def mixup(x, y, alpha=0.2, *, num_classes=None, rng=None) -> Mixed:
     t = _targets(y, x, xp, num_classes)
     lam, perm, _ = _draw(alpha, n, rng)
     p = xp.asarray(perm)
-    xm = x * x.dtype.type(lam) + x[p] * x.dtype.type(1.0 - lam)
+    # (IEEE as torch's: +inf mixed with -inf is NaN, an overflow inf, without NumPy's warnings --
+    # errors under -W error)
+    with np.errstate(over="ignore", invalid="ignore"):
+        xm = x * x.dtype.type(lam) + x[p] * x.dtype.type(1.0 - lam)
     return Mixed(xm, _mix_targets(t, lam, p), lam, p)
 
 
