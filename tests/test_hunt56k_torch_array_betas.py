@@ -116,3 +116,28 @@ def test_nadam_foreach_takes_a_float32_array_of_betas_as_torch_optim():
         p.grad = torch.ones(5)
         opt.step()
         assert torch.all(p.detach() < 1)
+
+
+@pytest.mark.parametrize("name", sorted(HYPER))
+def test_a_scheduler_drives_beta1_of_an_array_pair_as_for_torch_optim(name):
+    # (optkern.schedules.Scheduler refused the array: "index: ... is an ndarray, not a tuple or list";
+    # it writes a tuple back, as torch's own schedulers write betas)
+    from optkern import schedules
+
+    runs = []
+    for lib in (torch.optim, okt):
+        gen = torch.Generator().manual_seed(5)
+        params = [torch.randn(n, generator=gen, dtype=torch.float64).requires_grad_() for n in SIZES]
+        impl = {"foreach": False} if lib is torch.optim else {}
+        opt = getattr(lib, name)(params, lr=1e-2, betas=F64.copy(), **HYPER[name], **impl)
+        sched = schedules.Scheduler(opt, lambda t: 0.85 + 0.01 * (t % 5), key="betas", index=0)
+        for _ in range(10):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+            with ieee_sqrt():
+                opt.step()
+            sched.step()
+        assert isinstance(opt.param_groups[0]["betas"], tuple) and opt.param_groups[0]["betas"][1] == 0.99
+        runs.append([p.detach() for p in params])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
