@@ -93,8 +93,9 @@ def test_adams_constructor_refuses_what_torchs_refuses(name, betas):
         np.array([1, 0]),
         np.array([0.9, 1.0]),
         np.array([0.9j, 0]),
+        (np.array(0.8), np.array(0.99)),
     ],
-    ids=["three", "2d", "int", "beta2_1", "complex"],
+    ids=["three", "2d", "int", "beta2_1", "complex", "0d_arrays"],
 )
 def test_a_bad_array_of_betas_is_refused_by_name_before_anything_changes(name, bad):
     p = torch.ones(5, requires_grad=True)
