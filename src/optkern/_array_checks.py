@@ -51,6 +51,21 @@ def is_float_dtype(dt) -> bool:
     return dt in _FLOAT_DTYPES or is_bfloat16(dt)
 
 
+def float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """``dtype`` as native float32 or float64 (what the curvature products, ``nn.MLP`` and the native
+    passes take; a byte-swapped ``">f8"`` as float64: the arrays made of it are native); TypeError
+    naming ``name``. ``None`` is refused: NumPy reads it as float64, which hid a forgotten argument
+    (the curvature constructors' one checker: ``hessian.from_hvp`` took it, ``nn.MLP`` refused it)."""
+    try:
+        parsed = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        parsed = None
+    dt = None if parsed is None else parsed.newbyteorder("=")
+    if dt not in (np.float32, np.float64):  # (a dtype by its name, anything else by its repr)
+        raise TypeError(f"{name}: expected float32 or float64, got {repr(dtype) if parsed is None else parsed}")
+    return dt
+
+
 def type_name(a) -> str:
     """``"list"``, ``"numpy.ndarray"``, ``"cupy.ndarray"``: a kind as the native checks name it."""
     t = type(a)

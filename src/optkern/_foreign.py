@@ -179,6 +179,14 @@ def zero_d_real(v) -> bool:
     return type(v) is np.ndarray and v.ndim == 0 and v.dtype.kind in "fiu"
 
 
+def array_pair(v) -> bool:
+    """Whether ``v`` is ``betas`` as a 1-D NumPy array (exactly: not a masked one) of two floating
+    elements, which torch.optim's Adam family takes: its step unpacks ``beta1, beta2 = betas``, NumPy
+    scalars it computes with as with the Python floats they hold (float64 ones are floats; a float32
+    pair, which Adam's constructor refuses, NAdam's step computes with in float32)."""
+    return type(v) is np.ndarray and v.ndim == 1 and v.shape[0] == 2 and v.dtype.kind == "f"
+
+
 def host_number(v, name: str, pair: bool = False):
     """A hyper-parameter as the host reads it: torch takes ``lr``, ``betas`` (and saves them) as
     tensors, which an LR scheduler fills in place, so read at every call, never cached. A torch tensor
@@ -186,7 +194,11 @@ def host_number(v, name: str, pair: bool = False):
     (``betas``), also a 1-D tensor of two real floating elements as a tuple of floats (torch.optim's
     Adam reads ``betas[0]`` and ``betas[1]``); tuples and lists element-wise (their elements never
     pairs); anything else as it is, for the checks that follow to name. A meta tensor (no values to
-    read) is refused naming ``name``. The one reader of both optkern.optim's loader and optkern.torch."""
+    read) is refused naming ``name``. The one reader of both optkern.optim's loader and optkern.torch.
+    Where ``pair``, a 1-D NumPy array of two floating elements is a tuple of floats too
+    (:func:`array_pair`)."""
+    if pair and array_pair(v):
+        return tuple(map(float, v))
     torch = sys.modules.get("torch")
     if torch is None:
         return v

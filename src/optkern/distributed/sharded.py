@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
-
 from .. import _backend
 from ..optim import AdagradNorm
 from ..optim._given import FollowsTensors, _bump_torch_versions
-from . import hyper_check, sharded_clip, sharded_copy, sharded_groups, sharded_norm, sharded_setup, sharded_state
-from ._arrays import _IEEE
-from ._arrays import _is_half_bits as _is_half
+from . import (
+    hyper_check,
+    sharded_copy,
+    sharded_groups,
+    sharded_norm,
+    sharded_reduce,
+    sharded_setup,
+    sharded_state,
+)
 from .agreement import (
     agree,
     check_comm_kinds,
@@ -299,29 +303,10 @@ class ShardedOptimizer(FollowsTensors, ShardedCheckpoints):
         if self._follow("synchronize", err, reduce_mode(self.op, self.grad_weight)):
             return self.synchronize(grads)
         assert checked is not None
-        return self._reduce_scatter(checked, w)
+        return sharded_reduce.reduce_scatter(self, checked, w)
 
     def _weight(self):
         return _grad_weight(self.grad_weight, (self._gflat.dtype,))
-
-    @_IEEE  # (a weighted product past the range on one rank raised there, the others left in the collective)
-    def _reduce_scatter(self, grads: list, w) -> list:
-        sharded_copy.write_grads(self._gviews, grads)
-        if w is not None and _is_half(self._gflat):
-            # 16-bit gradients times the weight, summed in float32 and rounded once, as
-            # DistributedOptimizer's buckets do (the weight and each product rounded to 16 bits,
-            # and ordered float16 sums rounded at each rank, were bits apart from data-parallel)
-            w32 = self._gflat.astype(np.float32)
-            w32 *= np.float32(w)
-            self._shard[...] = self.comm.reduce_scatter(w32, "sum", check=False).astype(self._shard.dtype)
-        else:
-            if w is not None:
-                self._gflat *= self._gflat.dtype.type(w)
-            self.comm.reduce_scatter(self._gflat, self.op if w is None else "sum", out=self._shard, check=False)
-        self._synced = True
-        # a rank holding no slice still returns one (empty) array: its kind picks the collective's path
-        # (a ShardGrads: clip_grad_norm_(shard, comm=) takes the params' chunks, the unsharded clip's bits)
-        return sharded_clip.ShardGrads(list(self._local_grads) or [self._shard[:0]], sharded_clip.layout_of(self))
 
     @contextlib.contextmanager
     def skip_synchronize(self):
@@ -375,7 +360,7 @@ class ShardedOptimizer(FollowsTensors, ShardedCheckpoints):
         # rank, as does a step inside skip_synchronize() on some ranks only)
         self._hyper_check(err, self._skip, reduce_mode(self.op, self.grad_weight), digest)
         if not self._skip:
-            self._reduce_scatter(grads, w)
+            sharded_reduce.reduce_scatter(self, grads, w)
         self._read_params()
         if self._adagrad_norm:
             sharded_norm.reduce_sq_norms(self)

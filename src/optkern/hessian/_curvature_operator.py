@@ -8,12 +8,12 @@ from typing import Callable
 import numpy as np
 
 from .. import _backend
-from .._array_checks import type_name
+from .._array_checks import float_dtype, type_name
 from .._pickling import NativeByName
 from .._torch_written import given_out
 from ._linear_operator import LinearOperatorProtocol, _linear_operator_base
 from ._operator_pickling import operator_copy, operator_deepcopy, operator_reduce
-from ._products import check_finite, checked, float_dtype, in_dtype, private, real_array
+from ._products import check_finite, checked, in_dtype, private, real_array
 
 
 class CurvatureOperator(NativeByName, LinearOperatorProtocol):
@@ -59,6 +59,8 @@ class CurvatureOperator(NativeByName, LinearOperatorProtocol):
         _check_functions(matvec, matmat, into, check, avoid)
         n = _backend.integer("n", n, lo=1)
         dtype = float_dtype(dtype, "dtype")
+        if not isinstance(name, str):  # (shown by repr and the estimators' messages: a str, or a TypeError now)
+            raise TypeError(f"name: expected a str, got {type(name).__name__}")
         # (a vector of it must exist: past 2**63 - 1 bytes every estimator failed unnamed, "array is too big")
         _backend.array_elements("n", n, dtype)
         if getattr(xp, "__name__", None) not in ("numpy", "cupy"):  # else the first product fails, unnamed

@@ -182,17 +182,6 @@ class CouplingCheck:
         )
 
 
-def float_dtype(dtype, name: str) -> np.dtype:
-    """``dtype`` as float32 or float64 (what the products and the native passes take); TypeError naming ``name``."""
-    try:
-        dt = np.dtype(dtype).newbyteorder("=")  # (a byte-swapped ">f8" is float64: the vectors' are native)
-    except TypeError:
-        dt = None
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}")
-    return dt
-
-
 def real_array(xp, v, name: str):
     """``v`` as an array of ``xp`` holding real numbers, before any cast to an operator's dtype (a cast
     would drop the imaginary part of complex entries with only a warning, and strings or objects

@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 
 from .. import _backend
+from .._array_checks import float_dtype
 from ._curvature_operator import CurvatureOperator as CurvatureOperator
 from ._curvature_operator import _operator_class as _operator_class
 from ._linear_operator import _linear_operator_base, is_scipy_sparse
 from ._lockstep import lockstep_of
-from ._products import float_dtype
 from ._vectors import unit_vector as unit_vector  # (re-exported: the estimators and tests import it here)
 from ._vectors import vector_norm
 
@@ -44,7 +44,8 @@ def from_hvp(
     ``dtype=float32``: ``optkern.hessian``'s docstring); ``xp`` is the array module of its vectors.
     ``matmat(V)``, when given, is used for blocks of vectors;
     ``into(v, out)``, when given, writes ``H v`` into ``out`` (products into a
-    reused buffer, see ``CurvatureOperator``).
+    reused buffer, see ``CurvatureOperator``). ``dtype`` is float32 or float64 (``None`` refused,
+    as by ``nn.MLP``: one checker, TypeError naming ``dtype``); ``name`` a str (TypeError naming it).
 
     Every product is checked where it enters the operator: ``fn`` must return an
     array of ``xp`` (a torch tensor or other DLPack array is viewed as one) of

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from .. import _backend, _pool
+from .._array_checks import float_dtype
 from .._torch_written import bumps_written
 from ..norm._common import F32_STATS
 from ..norm._common import _eps as _norm_eps
@@ -51,17 +52,6 @@ def _ieee(method):
             return viewed(*args, **kwargs)
 
     return call
-
-
-def _float_dtype(dtype) -> np.dtype:
-    """``dtype`` as float32 or float64 (None is not a default here: numpy would read it as float64)."""
-    try:
-        dt = None if dtype is None else np.dtype(dtype)
-    except (TypeError, ValueError):
-        dt = None
-    if dt is None or dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected float32 or float64, got {repr(dtype) if dt is None else dt}")
-    return dt
 
 
 class MLP(_MLPArgs, _MLPPasses):
@@ -110,7 +100,7 @@ class MLP(_MLPArgs, _MLPPasses):
             raise ValueError(f"norm: expected None, 'batch' or 'layer', got {norm!r}")
         if not isinstance(loss, str) or loss not in ("cross_entropy", "mse"):
             raise ValueError(f"loss: expected 'cross_entropy' or 'mse', got {loss!r}")
-        self.dtype = _float_dtype(dtype)
+        self.dtype = float_dtype(dtype)
         if not (xp is np or getattr(xp, "__name__", None) == "cupy"):
             raise TypeError(f"xp: expected the numpy or cupy module, got {xp!r}")
         self.sizes = sizes

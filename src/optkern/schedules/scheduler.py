@@ -11,6 +11,7 @@ import math
 import numbers
 
 from .. import _backend, _hyper_scalars
+from .._foreign import array_pair
 from .._words import article
 from ._group_values import _detached, _item, _put, _scalar, check_put, param_groups, still_takes
 from ._scale_warning import ScheduleScaleWarning, _value, warn_if_suspect
@@ -227,7 +228,8 @@ class Scheduler:
                 cur = g[key]
                 seq = list(cur)
                 seq[self.index] = v
-                g[key] = type(cur)(seq) if isinstance(cur, tuple) else seq
+                # (a tuple subclass as itself; a 1-D array as a tuple, as torch's schedulers write betas)
+                g[key] = seq if isinstance(cur, list) else type(cur)(seq) if isinstance(cur, tuple) else tuple(seq)
             else:
                 _put(g, key, v)
         # Kept as read back (a float32 tensor's rounding included): get_last_lr read the groups, so
@@ -346,7 +348,7 @@ def _check_entry(v, key: str, index, i: int) -> None:
         if isinstance(v, (tuple, list)):
             raise TypeError(f"{where}: is a {type(v).__name__}; pass index= to drive one element (index=0 for beta1)")
         return
-    if not isinstance(v, (tuple, list)):
+    if not (isinstance(v, (tuple, list)) or array_pair(v)):  # (betas as a 1-D array: torch.optim's Adams take it)
         raise TypeError(f"index: {where} is {article(type(v).__name__)}, not a tuple or list")
     if not -len(v) <= index < len(v):
         raise ValueError(f"index: {index} is out of range for {where} of length {len(v)}")

@@ -41,6 +41,10 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
     adapter mirrors (``_core``). A group's run layout (which params share a step count, so one
     call) is computed when the set of params with a grad changes, and reused otherwise: the
     params of a run advance together. ``load_state_dict`` and ``add_param_group`` reset it.
+
+    A 0-d NumPy array ``lr`` is taken in ``fused=True`` groups too, where torch's fused kernels
+    raise a TypeError (a superset of torch, by choice: its for-loop steps take one): stepped as
+    torch's fused step with a tensor lr of that value and dtype (scalars in double).
     """
 
     #: the optkern.optim class whose state layout this adapter keeps (in torch tensors)

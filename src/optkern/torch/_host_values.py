@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .._checked_values import immutable
-from .._foreign import host_number, zero_d_real
+from .._foreign import array_pair, host_number, zero_d_real
 
 
 def host_group(group: dict, where: str = "") -> dict:
@@ -17,7 +17,10 @@ def host_group(group: dict, where: str = "") -> dict:
     ``where``: the group's path, which errors name (none: the keys as the constructor's arguments)."""
     for k, v in group.items():
         if k != "params" and (
-            isinstance(v, torch.Tensor) or (isinstance(v, tuple) and not immutable(v)) or array_lr(k, v)
+            isinstance(v, torch.Tensor)
+            or (isinstance(v, tuple) and not immutable(v))
+            or array_lr(k, v)
+            or (k == "betas" and array_pair(v))
         ):
             return {k: _host_value(k, v, where) for k, v in group.items()}
     return group

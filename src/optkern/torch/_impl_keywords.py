@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from torch import Tensor
 
+from .._foreign import array_pair, zero_d_real
 from ._torch_scalars import tensor_betas
 
 #: torch.optim's implementation keywords and their torch defaults (keyword-only in most of torch's
@@ -128,17 +129,24 @@ def refuse_adam_constructor(lr, betas, impl: Mapping[str, Any]) -> None:
         raise ValueError(f"lr {_FOREACH_TENSOR}")
     if isinstance(betas, Tensor):  # (one 1-D tensor of two: torch reads betas[0] and betas[1], tensors)
         betas = tensor_betas(betas) or betas
+    if array_pair(betas):  # (a 1-D array of two: torch reads NumPy scalars, a float32 one no float)
+        betas = list(betas)
     if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
         return  # (refused by the range checks)
     if any(isinstance(b, Tensor) and b.numel() != 1 for b in betas):
         return  # (refused by the range checks, by name: torch's fails on its truth value)
-    if not all(isinstance(b, Tensor) or (isinstance(b, Real) and 0.0 <= float(b) < 1.0) for b in betas):
+    # (a 0-d array, as torch, compared: in range, neither a float nor a tensor)
+    if not all(isinstance(b, Tensor) or (_real(b) and 0.0 <= float(b) < 1.0) for b in betas):
         return  # (not a number, or out of range: named by the type and range checks, which torch runs first)
     if not (all(isinstance(b, float) for b in betas) or all(isinstance(b, Tensor) for b in betas)):
         raise ValueError("betas must be either both floats or both Tensors")
     for i, b in enumerate(betas):
         if isinstance(b, Tensor) and foreach:
             raise ValueError(f"betas[{i}] {_FOREACH_TENSOR}")
+
+
+def _real(b) -> bool:
+    return isinstance(b, Real) or zero_d_real(b)
 
 
 def refuse_adam_step(group: dict, where: str, pair) -> None:

@@ -16,8 +16,10 @@ betas likewise: ``nadam_scalars`` into ``nadam_given_`` (``rules::NAdamGiven``).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from .._foreign import array_pair
 from ._tensor_lr import FOLLOWED_LR, lr_dtype
 
 _NUMBERS = (float, int)
@@ -36,6 +38,10 @@ def tensor_betas(betas) -> tuple | None:
     in tensor ops and with the number as a Python float.)"""
     if isinstance(betas, torch.Tensor):
         return tuple(betas) if betas.dim() == 1 and betas.numel() == 2 else None
+    if array_pair(betas) and betas.dtype != np.float64:
+        # (NumPy scalars narrower than float64, which NAdam's constructor takes: torch's step
+        # computes its scalars with them in NumPy's float32 arithmetic, these expressions' too)
+        return tuple(betas)
     # (no generator: any() over one cost ~5 us a step where two isinstance calls cost 0.2)
     if isinstance(betas, (tuple, list)) and len(betas) == 2:
         if isinstance(betas[0], torch.Tensor) or isinstance(betas[1], torch.Tensor):

@@ -192,7 +192,8 @@ class NAdam(Float32Lr, _Fused):
         # (the low-precision step computes its scalars itself, in double: it cannot take torch's)
         if self._lowp_core is not None and tensor_betas(group["betas"]) is not None:
             raise ValueError(
-                f"{where}['betas']: tensor betas, whose step scalars torch computes in tensor ops, with the "
+                f"{where}['betas']: tensor (or float32 array) betas, whose step scalars torch computes in "
+                "their own dtype, with the "
                 "low-precision keywords, whose step computes them in double: pass Python floats"
             )
         refuse_half_lr(group, where, "which torch's NAdam coefficients are divided in")
@@ -202,8 +203,10 @@ class NAdam(Float32Lr, _Fused):
             refuse_tensor(where, "momentum_decay", md, "from which torch's momentum schedule is tensor ops")
 
     def _plan(self, group, params, gi, held=None):
-        if group_foreach(group, self._impl) and tensor_betas(group["betas"]) is not None:
-            # (torch's foreach NAdam fails on them mid-step, its state made and counted: refused first)
+        pair = tensor_betas(group["betas"]) if group_foreach(group, self._impl) else None
+        if pair is not None and any(isinstance(b, torch.Tensor) for b in pair):
+            # (torch's foreach NAdam fails on them mid-step, its state made and counted: refused first;
+            # a float32 array's NumPy scalars it takes)
             raise RuntimeError(
                 f"param_groups[{gi}]['betas']: betas as Tensors are not supported by torch.optim.NAdam "
                 "with foreach=True (its step fails on them): pass floats or foreach=False"

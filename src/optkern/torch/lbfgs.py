@@ -47,7 +47,9 @@ class LBFGS(ClosureOptimizer):
     lr, not the displacement it made (its tensor-lr run leaves its own float-lr run: 7% after four
     StepLR steps, gamma 0.7, on a quadratic); optkern's ``s`` is the displacement made. Matching it
     would repeat that stale pair inside the shared L-BFGS history (and follow the lr tensor's
-    identity through the strong-Wolfe search), so it is not matched.
+    identity through the strong-Wolfe search), so it is not matched. A 0-d NumPy array ``lr``, which
+    torch's LBFGS refuses (a TypeError of its ``add_(alpha=lr)``), is taken, as the float it holds
+    (a superset of torch, as torch.optim's other classes take one; README's "From PyTorch").
     """
 
     _HYPER = _lbfgs._NAMES
