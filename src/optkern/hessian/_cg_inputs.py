@@ -16,7 +16,9 @@ from .operators import CurvatureOperator, _runs_scipy_matvec, _scipy_matvec, as_
 from .symmetry import require_symmetric
 
 
-def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
+def _preconditioner(M, precond_diag, n, xp, dtype) -> tuple[Callable | None, int]:
+    """``(f, e)``: ``f(r) = M r / 2**e`` (None without a preconditioner; ``e`` is nonzero only for a
+    ``precond_diag`` far from 1, see below). The caller undoes ``2**e`` on what scales with ``M``."""
     if M is not None and precond_diag is not None:
         raise ValueError("M, precond_diag: give at most one preconditioner")
     if precond_diag is not None:
@@ -32,7 +34,9 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
         if not math.isfinite(big):  # (a subnormal d: else "fn: returned NaN or Inf" blamed A)
             raise ValueError(f"precond_diag: its reciprocal overflows {np.dtype(dtype).name}, min {dmin}")
         e = math.frexp(big)[1]
-        if not -64 <= e <= 64:
+        if -64 <= e <= 64:
+            e = 0
+        else:
             # CG's iterates are those of M = diag(1 / d) times any c > 0 (z, p, r.z scale by c, the step by
             # 1 / c): a power of two c (exact) puts 1 / d near 1. Unscaled, d = 1e200 made p ~ 1e-200 and
             # p.Ap underflow to 0, "negative curvature" (info -1) for an SPD A, and d = 1e300 with a float32
@@ -47,14 +51,14 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
                 f"precond_diag: its reciprocal underflows {np.dtype(dtype).name} to 0 (entries from {dmin} to "
                 f"{float(d.max())} span more than its range)"
             )
-        return lambda r: r * inv
+        return (lambda r: r * inv), e
     if M is None:
-        return None
+        return None, 0
     if callable(M) and not hasattr(M, "matvec"):
         # checked as from_hvp checks fn (and given a copy of r, see _on_copy): a complex M r lost its
         # imaginary part with only a warning, an integer one was truncated (then "not positive
         # definite"), None was "returned shape ()"
-        return CurvatureOperator(M, n, dtype, xp, None, "M", check=("M", "M", "M")).matvec
+        return CurvatureOperator(M, n, dtype, xp, None, "M", check=("M", "M", "M")).matvec, 0
     M = require_symmetric(M, "M", "CG")
     op = as_operator(M, "M") if not hasattr(M, "matvec") else M
     m_xp = getattr(op, "xp", None) if isinstance(op, CurvatureOperator) else None
@@ -66,21 +70,22 @@ def _preconditioner(M, precond_diag, n, xp, dtype) -> Callable | None:
     if shape is not None and tuple(shape) != (n, n):  # else the first product names its vector, not M
         raise ValueError(f"M: expected an operator of shape ({n}, {n}) like A, got {tuple(shape)}")
     if isinstance(op, CurvatureOperator):
-        return op.matvec
+        return op.matvec, 0
     if _runs_scipy_matvec(op):
         # (SciPy's matvec reshapes the product itself: one of another size raised NumPy's unnamed
         # "cannot reshape array"; checked as a callable M's products are, on a copy of r, in A's dtype)
         return CurvatureOperator(
             _scipy_matvec(op, n, "M.matvec"), n, dtype, xp, None, "M", check=("M.matvec",) * 3
-        ).matvec
-    return _on_copy(op.matvec)
+        ).matvec, 0
+    return _on_copy(op.matvec), 0
 
 
 def z_exponent(xp, z, r) -> int:
     """``e`` such that ``M r / 2**e`` is within ``2**64`` of ``r`` in magnitude (0 where it is already, or
     where either is zero or not finite: the solve's own checks decide then), from the first ``z = M r``.
     CG's iterates are those of ``c M`` for any ``c > 0`` (``z``, ``p`` and ``r.z`` scale by ``c``, the
-    step by ``1 / c``), and a power of two is exact: the same ``x``, bit for bit. Unscaled, ``M = 1e-200 I``
+    step by ``1 / c``), and a power of two is exact: the same ``x``, bit for bit (``p`` and ``r.z``, which
+    scale, are scaled back by the caller). Unscaled, ``M = 1e-200 I``
     made ``p.Ap`` underflow to 0 and an SPD system returned info -1, "negative curvature", with ``x = 0``;
     ``M = 1e200 I`` overflowed it, "A: the product is not finite"."""
     zmax = float(xp.abs(z).max()) if z.size else 0.0

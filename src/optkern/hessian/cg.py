@@ -80,6 +80,12 @@ def _start(mod, xp, b, scale: float, cold: bool) -> tuple:
     return r, (xp.array(r) if cold else None), (xp.zeros_like(r) if cold else None), rr
 
 
+def _unscaled(v: float, e: int) -> float:
+    """``v * 2**e`` (inf or 0 where past float64's range, where math.ldexp raised OverflowError)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.ldexp(np.float64(v), e))
+
+
 def _curvature_overflow(mod, p, y, pAp: float, damping: float, undamped=None, pp=None) -> ValueError:
     """The error for a curvature ``p.(A + damping I) p`` that is not finite: naming ``damping`` where
     ``p.A p`` alone is finite (a float64 damping of 1e308 overflowed it and "A: the product is not
@@ -196,7 +202,7 @@ def cg(
     big = _finite(xp, bv, "b")
     x0v = None if x0 is None else op._vector(x0, "x0")  # (maybe x0 itself: read only)
     x0max = 0.0 if x0v is None else _finite(xp, x0v, "x0")
-    precond = _preconditioner(M, precond_diag, n, xp, dtype)
+    precond, m_exp = _preconditioner(M, precond_diag, n, xp, dtype)
     # The system solved for b / s, s the power of two (exact) with 1 <= max |b / s| < 2: r.r and p.Ap of
     # a b of 1e200 overflowed (x = 0 returned as converged, info 0), of 1e-200 underflowed to 0 (the
     # same), of 1e-160 lost their digits (x off by 1e-3, "converged"). Always, not only for such b: the
@@ -205,7 +211,8 @@ def cg(
     # curvature", info -1), with c = 1e20 inf. x, r, p, the residual norm (and atol, x0 on the way in)
     # are scaled back; the solve is linear and s exact, so where nothing under- or overflowed the
     # iterates are the same bits as unscaled.
-    scale = math.ldexp(1.0, math.frexp(big)[1] - 1) if big else 1.0
+    b_exp = math.frexp(big)[1] - 1 if big else 0
+    scale = math.ldexp(1.0, b_exp)
     atol /= scale
     # x, r, p: cg's own arrays, never b's or x0's (written in place, returned). x0 / s is fresh
     # already: taken as it is (a copy more cost a pass and a vector per solve).
@@ -227,6 +234,11 @@ def cg(
         return xp.ascontiguousarray(y.reshape(n), dtype=dtype)
 
     z_exp = None  # (M r scaled by 2**-z_exp: see _cg_inputs.z_exponent, fixed at the first M r)
+
+    def rz_reported(rz: float) -> float:
+        """``r.M r`` of the caller's ``b`` and ``M`` from the solve's (``r = b / 2**b_exp``, ``M`` by
+        ``2**-(m_exp + z_exp)``): the value its error reports."""
+        return _unscaled(rz, 2 * b_exp + m_exp + (z_exp or 0))
 
     def preconditioned(r):
         nonlocal z_exp
@@ -271,7 +283,7 @@ def cg(
         z = preconditioned(r)
         rz = rr if precond is None else mod.cg_curvature(r, z, 0.0)
         if precond and not rz > 0.0:
-            raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz})")
+            raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_reported(rz)})")
         p = xp.array(z) if p0 is None else p0
         fused = precond is None  # (a preconditioner's z = M r is Python's, between the passes)
         # An operator that tells p.A p with A p (from_mlp's Gauss-Newton, from its rows x outputs
@@ -338,7 +350,7 @@ def cg(
             z = preconditioned(r)
             rz_new = rr if precond is None else mod.cg_curvature(r, z, 0.0)
             if precond and not rz_new > 0.0:
-                raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_new})")
+                raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_reported(rz_new)})")
             beta = rz_new / rz
             if not math.isfinite(beta):  # (the kernel's own refusal named its argument, "beta")
                 error = ValueError(f"A: the residual's growth overflows (r.z = {rz_new!r} after {rz!r})")
@@ -348,10 +360,14 @@ def cg(
             rz = rz_new
         else:
             result["info"] = maxiter if maxiter > 0 else (0 if rnorm <= tol else 1)
-    if scale != 1.0:  # in place: x, r and p are cg's own (the callback had copies)
+    if scale != 1.0:  # in place: x, r are cg's own (the callback had copies)
         x *= scale
         r *= scale
         rnorm *= scale
-        if p is not None:
-            p *= scale
+    # p scales with b and with M (x and r do not: their step is 1 / c): M's powers of two undone too,
+    # exactly, in one ldexp (the direction of M = 1e-30 I came back 2**100 times too long)
+    p_exp = b_exp + m_exp + (z_exp or 0)
+    if p is not None and p_exp:
+        with np.errstate(over="ignore", under="ignore"):  # (the caller's own direction, where outside range)
+            p = xp.ldexp(p, p_exp, out=p)
     return CGResult(x=x, residual_norm=rnorm, residual=r, direction=p, num_matvecs=matvecs, **result)
