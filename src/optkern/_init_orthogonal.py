@@ -62,10 +62,12 @@ def lsuv_(weights, forward, x, *, tol=0.1, max_iter=10, rng=None, orthogonal_sta
     layer in order, divided by the standard deviation of its output until that
     output's variance is within ``tol`` of 1 or ``max_iter`` rescalings were
     done (``eps`` > 0 is added to the variance first). Returns the list of final
-    output variances, one per layer. On any error (``forward`` raising or returning
-    something else than one non-empty real array with a finite variance per weight; an output of
-    variance 0, which no rescaling changes; a factor past the weights' dtype's range)
-    the weights are restored to what they were.
+    output variances, one per layer (after ``max_iter`` rescalings maybe just outside ``tol``).
+    On any error (``forward`` raising or returning something else than one non-empty real array
+    with a finite variance per weight; an output of variance 0, which no rescaling changes; a
+    factor past the weights' dtype's range; a variance still far from 1 after ``max_iter``
+    rescalings -- below ``(1 - tol) / 10`` or above ``10 (1 + tol)``, as from a batch of variance far
+    below ``eps``) the weights are restored to what they were.
     """
     weights = _backend.as_list(weights, "weights")
     if not callable(forward):
@@ -118,6 +120,7 @@ def _lsuv_steps(weights, forward, x, tol, max_iter, eps, gen) -> list:
             total *= 1.0 / math.sqrt(var + eps)
             w[...] = (start * total).astype(w.dtype)
             var = variance(i)
+        _check_reached(var, i, tol, eps, max_iter)
         out.append(var)
     return out
 
@@ -140,6 +143,27 @@ def _check_rescalable(var: float, i: int, w, factor: float) -> None:
         raise ValueError(
             f"forward: output {i} has variance {var!r}: rescaling weights[{i}] by {factor!r} overflows {w.dtype}"
         )
+
+
+def _check_reached(var: float, i: int, tol: float, eps: float, max_iter: int) -> None:
+    """ValueError naming ``forward`` where ``max_iter`` rescalings left output ``i``'s variance far off 1:
+    below ``(1 - tol) / 10`` or above ``10 (1 + tol)``, an order of magnitude past the tolerance band (a
+    variance nearer, a non-linear output on its way, is returned as it is, as the LSUV paper's loop ends
+    at ``T_max``). A variance far below ``eps`` makes every factor ``1 / sqrt(var + eps)``
+    about ``1 / sqrt(eps)`` whatever the output: ``x = randn * 1e-100`` (variance 1e-200) returned
+    variance 1e-120 and weights 1e40 times larger after 10 rescalings, no error."""
+    if (1.0 - tol) / 10.0 <= var <= 10.0 * (1.0 + tol):
+        return
+    why = (
+        f"below eps={eps!r}, which limits each rescaling to about 1/sqrt(eps): x's scale is far from 1 "
+        "(normalize it, or give more iterations)"
+        if var < eps
+        else "the rescaling does not converge on this forward (more iterations, or a tol it can meet)"
+    )
+    raise ValueError(
+        f"forward: output {i} has variance {var!r} after max_iter={max_iter} rescalings of weights[{i}], far "
+        f"from 1 (tol {tol!r}): {why}"
+    )
 
 
 def _output_variance(outs, i: int, n: int) -> float:
