@@ -134,3 +134,28 @@ def test_newton_cg_steps_along_m_g_at_once_negative_curvature(pre):
     )  # fmt: skip
     opt.step(lambda: (float(0.5 * w @ A @ w + b @ w), [A @ w + b]))
     np.testing.assert_allclose(w, -b / (pre + lam) ** 0.75, rtol=1e-13)
+
+
+def _damping_numbers(message: str) -> tuple[float, float]:
+    m = re.search(r"\(p\.Ap = (\S+), p\.p = (\S+)\)", message)
+    assert m and message.startswith("damping: "), message
+    return float(m.group(1)), float(m.group(2))
+
+
+@pytest.mark.parametrize("c", POWERS[:2] + DECIMALS[:2])
+def test_the_damping_overflow_error_reports_the_callers_direction(c):
+    """A damping that overflows ``p.(A + damping I) p`` at the first direction ``p = M b``: its error's
+    ``p.Ap`` and ``p.p`` are those of the caller's ``M = c I`` (``c**2`` times ``M = I``'s), not of the
+    solve's rescaled ``M``."""
+    A = np.diag(np.arange(1.0, 6.0))
+    b = np.array([1.0, -0.5, 0.25, 1.0, 0.75])
+    msgs = []
+    for k in (1.0, c):
+        with pytest.raises(ValueError) as err:
+            hessian.cg(A, b, M=lambda r, k=k: k * r, damping=1e308)
+        msgs.append(_damping_numbers(str(err.value)))
+    (pap1, pp1), (pap, pp) = msgs
+    assert (pap1, pp1) == (float(b @ A @ b), float(b @ b))
+    np.testing.assert_allclose([pap, pp], [c * c * pap1, c * c * pp1], rtol=1e-14)
+    if c in POWERS:
+        assert (pap, pp) == (pap1 * c * c, pp1 * c * c)

@@ -86,19 +86,20 @@ def _unscaled(v: float, e: int) -> float:
         return float(np.ldexp(np.float64(v), e))
 
 
-def _curvature_overflow(mod, p, y, pAp: float, damping: float, undamped=None, pp=None) -> ValueError:
+def _curvature_overflow(mod, p, y, pAp: float, damping: float, undamped=None, pp=None, *, e: int = 0) -> ValueError:
     """The error for a curvature ``p.(A + damping I) p`` that is not finite: naming ``damping`` where
     ``p.A p`` alone is finite (a float64 damping of 1e308 overflowed it and "A: the product is not
     finite" named the operator for the caller's damping), else ``A``. ``undamped`` / ``pp``: ``p.A p`` /
     ``p.p`` where known; the others are summed here, on this error path only (no pass more per
-    iteration)."""
+    iteration). ``e``: the caller's ``p`` is ``2**e`` times this one (reported in the caller's terms)."""
     if damping:
         undamped = mod.cg_curvature(p, y, 0.0) if undamped is None else undamped
         if math.isfinite(undamped):
             pp = mod.cg_curvature(p, p, 0.0) if pp is None else pp
             return ValueError(
                 f"damping: {damping!r} makes the curvature p.(A + damping I) p overflow "
-                f"(p.Ap = {undamped!r}, p.p = {pp!r}); the solve needs a smaller damping"
+                f"(p.Ap = {_unscaled(undamped, 2 * e)!r}, p.p = {_unscaled(pp, 2 * e)!r}); the solve needs a "
+                "smaller damping"
             )
     return ValueError(f"A: the product is not finite (p.Ap = {pAp})")
 
@@ -235,10 +236,14 @@ def cg(
 
     z_exp = None  # (M r scaled by 2**-z_exp: see _cg_inputs.z_exponent, fixed at the first M r)
 
+    def p_exp() -> int:
+        """The caller's direction ``p`` is ``2**p_exp()`` times the solve's: ``r = b / 2**b_exp``, and ``M``
+        (so ``z = M r`` and ``p``) scaled by ``2**-(m_exp + z_exp)``; ``x`` and ``r`` are not (the step
+        ``r.z / p.Ap`` undoes M's). ``r.z`` is ``2**(p_exp() + b_exp)`` times, ``p.Ap`` ``2**(2 p_exp())``."""
+        return b_exp + m_exp + (z_exp or 0)
+
     def rz_reported(rz: float) -> float:
-        """``r.M r`` of the caller's ``b`` and ``M`` from the solve's (``r = b / 2**b_exp``, ``M`` by
-        ``2**-(m_exp + z_exp)``): the value its error reports."""
-        return _unscaled(rz, 2 * b_exp + m_exp + (z_exp or 0))
+        return _unscaled(rz, p_exp() + b_exp)
 
     def preconditioned(r):
         nonlocal z_exp
@@ -325,14 +330,18 @@ def cg(
             # (a finite r.r: the fused iteration took the step, its pAp and alpha checked inside the product)
             if inside is None or not math.isfinite(rr):
                 if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
-                    error = _curvature_overflow(mod, p, y, pAp, damping, *(told if known is not None else ()))
+                    told_ = told if known is not None else ()
+                    error = _curvature_overflow(mod, p, y, pAp, damping, *told_, e=p_exp())
                     raise _diverged(error, xp, x, p, dtype, it)
                 alpha = _step_size(pAp, rz, stop_on_negative_curvature)
                 if alpha is None:
                     result.update(negative_curvature=True, info=-1, iterations=it - 1)
                     break
                 if not math.isfinite(alpha):
-                    error = ValueError(f"A: the product gave a non-finite step (p.Ap = {pAp}, r.z = {rz})")
+                    error = ValueError(
+                        f"A: the product gave a non-finite step (p.Ap = {_unscaled(pAp, 2 * p_exp())}, "
+                        f"r.z = {rz_reported(rz)})"
+                    )
                     raise _diverged(error, xp, x, p, dtype, it)
                 if not fused:
                     rr = mod.cg_update_(x, r, p, y, alpha, damping)
@@ -353,7 +362,9 @@ def cg(
                 raise ValueError(f"M: the preconditioner is not positive definite (r.Mr = {rz_reported(rz_new)})")
             beta = rz_new / rz
             if not math.isfinite(beta):  # (the kernel's own refusal named its argument, "beta")
-                error = ValueError(f"A: the residual's growth overflows (r.z = {rz_new!r} after {rz!r})")
+                error = ValueError(
+                    f"A: the residual's growth overflows (r.z = {rz_reported(rz_new)!r} after {rz_reported(rz)!r})"
+                )
                 raise _diverged(error, xp, x, p, dtype, it)
             if not fused:  # (fused: the kernel wrote the direction already)
                 mod.cg_direction_(p, z, beta)
@@ -366,8 +377,7 @@ def cg(
         rnorm *= scale
     # p scales with b and with M (x and r do not: their step is 1 / c): M's powers of two undone too,
     # exactly, in one ldexp (the direction of M = 1e-30 I came back 2**100 times too long)
-    p_exp = b_exp + m_exp + (z_exp or 0)
-    if p is not None and p_exp:
+    if p is not None and p_exp():
         with np.errstate(over="ignore", under="ignore"):  # (the caller's own direction, where outside range)
-            p = xp.ldexp(p, p_exp, out=p)
+            p = xp.ldexp(p, p_exp(), out=p)
     return CGResult(x=x, residual_norm=rnorm, residual=r, direction=p, num_matvecs=matvecs, **result)
