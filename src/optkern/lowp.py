@@ -44,10 +44,11 @@ rule of the optimizers' fused 8-bit steps; ``quantize_blockwise`` itself refuses
 non-finite input (ValueError naming ``x``), as the loaders refuse a non-finite
 state. Round trip error per
 element is at most ``0.45 / 64`` of the block's absmax for a signed block and
-``0.45 / 128`` for an unsigned one (below ``absmax / 127``), plus the float32 rounding of the
-decoded value and the encoder's band (it multiplies by the block's reciprocal: within ~1e-4 of a
-step of a midpoint it may take the neighbouring code; measured over every float of the top
-decade, absmax 1: 0.4500046 / 64, 0.4500122 / 128), while the absmax is
+``0.45 / 128`` for an unsigned one (below ``absmax / 127``), widened by the encoder's band to
+``0.45 / 2^(M-1) * (1 + 4e-4)`` (M = 7 signed, 8 unsigned): it multiplies by the block's reciprocal,
+so within ~1e-4 of a step of a midpoint it may take the neighbouring code, and the decoded value is
+rounded to float32 (measured: 0.4500046 / 64, 0.4500122 / 128 over the floats of absmax 1's top
+decade; 0.4500079 / 64, 0.4500193 / 128 over random blocks), while the absmax is
 a normal float32; a block whose absmax is subnormal (below 2**-126) has its
 decoded values rounded to the subnormal grid (2**-149 apart), which adds up to
 half of that spacing (an absmax of 72 * 2**-149: 1 spacing off, where
