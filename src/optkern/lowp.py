@@ -44,10 +44,11 @@ rule of the optimizers' fused 8-bit steps; ``quantize_blockwise`` itself refuses
 non-finite input (ValueError naming ``x``), as the loaders refuse a non-finite
 state. Round trip error per
 element is at most ``0.45 / 64`` of the block's absmax for a signed block and
-``0.45 / 128`` for an unsigned one (below ``absmax / 127``), plus the float32 rounding of the
-decoded value and the encoder's band (it multiplies by the block's reciprocal: within ~1e-4 of a
-step of a midpoint it may take the neighbouring code; measured over every float of the top
-decade, absmax 1: 0.4500046 / 64, 0.4500122 / 128), while the absmax is
+``0.45 / 128`` for an unsigned one (below ``absmax / 127``), widened by the encoder's band to
+``0.45 / 2^(M-1) * (1 + 4e-4)`` (M = 7 signed, 8 unsigned): it multiplies by the block's reciprocal,
+so within ~1e-4 of a step of a midpoint it may take the neighbouring code, and the decoded value is
+rounded to float32 (measured: 0.4500046 / 64, 0.4500122 / 128 over the floats of absmax 1's top
+decade; 0.4500079 / 64, 0.4500193 / 128 over random blocks), while the absmax is
 a normal float32; a block whose absmax is subnormal (below 2**-126) has its
 decoded values rounded to the subnormal grid (2**-149 apart), which adds up to
 half of that spacing (an absmax of 72 * 2**-149: 1 spacing off, where
@@ -68,6 +69,13 @@ from ._lowp_blocks import _block as _block  # (the 8-bit blocks' layout and chec
 from ._lowp_blocks import check_block_scales as check_block_scales
 from ._lowp_blocks import decode_map as decode_map
 from ._lowp_blocks import n_blocks as n_blocks
+from ._lowp_half import HALF_DTYPES as HALF_DTYPES  # (the half formats' spellings and views: their own module)
+from ._lowp_half import _half_dtype as _half_dtype
+from ._lowp_half import _option as _option
+from ._lowp_half import _wrap as _wrap
+from ._lowp_half import bfloat16_dtype as bfloat16_dtype
+from ._lowp_half import bits as bits
+from ._lowp_half import half_format as half_format
 from .random import _u64  # (the one check of a Philox seed / step / offset, naming the argument)
 
 __all__ = [
@@ -85,68 +93,7 @@ __all__ = [
     "to_half",
 ]
 
-HALF_DTYPES = ("bfloat16", "float16")
 _ROUNDINGS = ("nearest", "stochastic")
-
-
-def _option(name: str, value, options: tuple) -> str:
-    """``value``, one of the strings ``options``: TypeError naming ``name`` for a non-string (an
-    array would make ``value in options`` ambiguous), ValueError for another string."""
-    expected = " or ".join(map(repr, options))
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
-    if value not in options:
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-    return value
-
-
-def _half_dtype(dtype, name: str = "dtype") -> str:
-    """'bfloat16' or 'float16' for ``dtype`` spelt as that string, a NumPy dtype or a scalar type
-    (``np.float16``, ``ml_dtypes.bfloat16`` and their dtypes): the spellings of both directions
-    (``to_half`` took only the strings while ``from_half`` took dtypes too, through ``str``).
-    TypeError naming ``name`` for what is no dtype (``np.dtype(None)`` would read as float64), a
-    ValueError for another dtype, a byte-swapped half among them (other bits than the kernels')."""
-    if isinstance(dtype, str):
-        return _option(name, dtype, HALF_DTYPES)
-    if not (isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic))):
-        # (a torch dtype shown as itself: its type's name, "dtype", read as a NumPy dtype refused)
-        got = repr(dtype) if type(dtype).__module__ == "torch" else type(dtype).__name__
-        raise TypeError(f"{name}: expected 'bfloat16' or 'float16' (a string, NumPy dtype or scalar type), got {got}")
-    dt = np.dtype(dtype)
-    if dt == np.float16:  # (native order: '>f2' is not equal)
-        return "float16"
-    if _backend.is_bfloat16(dt):
-        return "bfloat16"
-    raise ValueError(f"{name}: expected 'bfloat16' or 'float16' (or its NumPy dtype), got {dt.str}")
-
-
-def bfloat16_dtype():
-    """``ml_dtypes.bfloat16`` as a NumPy dtype, or None when ml_dtypes is not installed."""
-    try:
-        import ml_dtypes
-    except ImportError:
-        return None
-    return np.dtype(ml_dtypes.bfloat16)
-
-
-def half_format(a, dtype=None, name: str = "a") -> str:
-    """'bfloat16' or 'float16' for a 2-byte array: from its dtype, or from ``dtype``
-    when ``a`` holds raw uint16 bits. Raises TypeError otherwise (naming ``name``)."""
-    dt = np.dtype(getattr(a, "dtype", np.float64))
-    dtype = None if dtype is None else _half_dtype(dtype)
-    if dt == np.float16:
-        fmt = "float16"
-    elif _backend.is_bfloat16(dt):
-        fmt = "bfloat16"
-    elif dt == np.uint16:
-        if dtype is None:
-            raise TypeError("dtype: a uint16 array holds raw bits; pass dtype='bfloat16' or 'float16'")
-        fmt = dtype
-    else:
-        raise TypeError(f"{name}: expected a float16, bfloat16 or uint16 array, got {dt}")
-    if dtype is not None and dtype != fmt:
-        raise TypeError(f"dtype: array is {fmt}, but dtype={dtype!r} was given")
-    return fmt
 
 
 def _native(a):
@@ -161,23 +108,6 @@ def _empty(like, shape, dtype):
     xp = _backend.array_module(like)
     with _backend._device_of(like):
         return xp.empty(shape, dtype)
-
-
-def bits(a, dtype=None) -> np.ndarray:
-    """The uint16 view of a half array (no copy)."""
-    half_format(a, dtype)
-    return a.view(np.uint16)
-
-
-def _wrap(out_bits: np.ndarray, fmt: str, raw: bool):
-    if raw:
-        return out_bits
-    if fmt == "bfloat16" and _backend.is_cupy(out_bits):
-        return out_bits  # (no bfloat16 in CuPy: its raw bits)
-    if fmt == "float16":
-        return out_bits.view(np.float16)
-    bf = bfloat16_dtype()
-    return out_bits if bf is None else out_bits.view(bf)
 
 
 def _float32(x, name="x", cupy_ok=False) -> np.ndarray:

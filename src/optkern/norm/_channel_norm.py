@@ -111,7 +111,9 @@ def batch_norm(
       running_mean, running_var: optional (C,) buffers in the statistics dtype (only read in eval:
         read-only ones, or ones aliasing each other, weight, bias or x, are valid there; not out).
         Updated in training: writable, aligned and sharing no byte with another argument; strided
-        ones (e.g. the two columns of one (C, 2) array, as torch takes them) through contiguous copies.
+        ones through contiguous copies. NumPy: the two columns of one (C, 2) array share no byte and
+        are taken, as torch takes them; CuPy: buffers are compared by their byte bounds only
+        (``_overlap.shares``), so such columns are refused there ("shares memory").
       training: a bool: batch statistics (True) or running statistics (False).
       momentum: in [0, 1].
       eps: > 0 and finite, added to the variance (torch's ``eps=inf`` is refused: see :mod:`optkern.norm`).

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _backend
+from .._overlap import shares
 
 
 class BatchNormSaved(NamedTuple):
@@ -188,42 +189,23 @@ def _check_saved(saved, cls, arrays):
     return saved
 
 
-def _shares(a, b):
-    """Whether arrays ``a`` and ``b`` share memory: their byte bounds overlap and, for NumPy arrays,
-    some byte is in both. Interleaved strided views share none -- running buffers kept as the columns
-    of one (C, 2) array, which torch takes and the channel kernels get as contiguous copies: the bounds
-    alone refused them as "running_var shares memory with running_mean". Contiguous arrays (every
-    other argument here) cover their bounds, so for them the two tests agree, as with the native
-    overlap checks. (CuPy: the bounds.)"""
-    # another kind (a NumPy out with CuPy x) is its native call's TypeError, naming it; cupy's
-    # may_share_memory raises an unnamed one on a NumPy array, NumPy's on a CuPy array
-    if _backend.is_cupy(a) != _backend.is_cupy(b) or not _backend.array_module(a).may_share_memory(a, b):
-        return False
-    if _backend.is_cupy(a):
-        return True
-    try:  # (bounded: a problem past it counts as shared, the safe answer)
-        return bool(np.shares_memory(a, b, max_work=_SHARES_MAX_WORK))
-    except np.exceptions.TooHardError:
-        return True
-
-
-_SHARES_MAX_WORK = 1 << 16  # np.shares_memory's work bound (1-D strided pairs take a handful of steps)
-
-
 def _no_shared_memory(
     written, others, why="running statistics are written in place and must not alias another argument"
 ):
     """ValueError if an array written in place (name, array) shares memory with another argument.
 
     Running statistics that alias x (or each other) would be overwritten while x is still read.
-    ``may_share_memory`` compares the arrays' byte bounds (as the native overlap checks do), in C.
+    ``_overlap.shares`` decides: byte bounds first, then, for NumPy arrays, whether some element is
+    in both (bounded; shared past the bound). Interleaved strided views share none -- running
+    buffers kept as the columns of one (C, 2) array, which torch takes and the channel kernels get
+    as contiguous copies. CuPy arrays: the byte bounds only, so such columns are refused there.
     ``why``: the reason the message gives.
     """
     written = [(n, a) for n, a in written if a is not None and a.size > 0]
     others = [(n, a) for n, a in others if a is not None and a.size > 0]
     for i, (n, a) in enumerate(written):
         for m, b in written[:i] + others:
-            if _shares(a, b):
+            if shares(a, b):
                 raise ValueError(f"{n}: shares memory with {m} ({why})")
 
 

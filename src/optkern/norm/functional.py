@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .._overlap import shares
 from .._torch_written import bumps_written
 from ._channel_norm import _channel_backward, _check_channel_params, _on_running, _running_forward
 from ._channel_norm import batch_norm as batch_norm
@@ -28,7 +29,6 @@ from ._common import (
     _saved_int,
     _shape_arg,
     _shape_of,
-    _shares,
     _stat_dtype,
     _xp,
 )
@@ -305,7 +305,7 @@ def instance_norm(
     # ... and an out aliasing weight or bias, which the kernel refuses without running buffers: here
     # it would get tiled copies and y would overwrite the caller's parameters
     for name, p in (("weight", weight), ("bias", bias)):
-        if out is not None and p is not None and p.size and out.size and _shares(p, out):
+        if out is not None and p is not None and p.size and out.size and shares(p, out):
             raise ValueError(f"{name} shares memory with out (aliasing arrays cannot be updated in place)")
     var = xp.empty((N, C), dtype=sdt)
     mod.channel_stats(x, mean, rstd, var, 1, N * C, S, eps)

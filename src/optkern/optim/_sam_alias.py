@@ -24,9 +24,10 @@ def root(a):
 def copy_shared(grads: list, params: list, param_spans, roots) -> list:
     """``grads`` (checked; None: no gradient) with a copy of each one whose memory overlaps one of
     the ``params`` (``param_spans``: their non-empty ones' ``(first byte, end, name)``); ``grads``
-    itself when none does. Spans that meet are decided exactly for NumPy arrays (``np.shares_memory``:
-    a gradient interleaved with its param, ``a[1::2]`` beside ``a[::2]``, shares nothing) and taken as
-    they are otherwise (CuPy: a copy too many, never one too few). ``roots``: ``id(root(p))`` of the
+    itself when none does. Spans that meet are decided by ``_overlap.shares``: exactly for NumPy
+    arrays up to a work bound (a gradient interleaved with its param, ``a[1::2]`` beside ``a[::2]``,
+    shares nothing; past the bound, shared), and as they are otherwise (CuPy: a copy too many, never
+    one too few). ``roots``: ``id(root(p))`` of the
     params: a NumPy array over another memory (a fresh gradient) is not spanned (a byte span costs
     ~2 us an array); others (foreign arrays' views too) are."""
     at, spans, arrays = [], [], []

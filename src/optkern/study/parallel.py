@@ -2,10 +2,13 @@
 
 Under ``mpiexec -n N`` every rank holds the whole data set and the same parameters; each
 batch is cut into N contiguous shards (with batch norm, a batch of fewer than 2N rows into
-fewer, of two rows or more: see :func:`shard`), rank ``r`` computes the loss and gradient of shard
-``r``, and the gradients (through :class:`optkern.distributed.DistributedOptimizer`'s fused
-buckets) and losses are summed over the ranks, each weighted by its shard's share of the
-batch: every rank then steps with the gradient of the whole batch. The reductions are
+fewer, of two rows or more, and the ranks past them take none that batch, with weight 0: see
+:func:`shard`), rank ``r`` computes the loss and gradient of shard ``r``, and the gradients and
+losses are summed over the ranks, each weighted by its shard's share of the batch: every rank then
+steps with the gradient of the whole batch. The gradients go through
+:class:`optkern.distributed.DistributedOptimizer`'s fused buckets where the optimizer steps the
+model's float32 params; a low-precision run (half weights, SWALP) reduces the float32 gradient
+through the communicator instead (:meth:`Objective.attach`). The reductions are
 rank-ordered (``ordered=True``), so every rank holds the same bits after every step and
 takes the same branches (line searches, damping, divergence checks) as the others.
 
