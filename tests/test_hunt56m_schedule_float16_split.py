@@ -1,8 +1,9 @@
-"""The schedules split their scalar checks one way: a hyper-parameter value a scheduler computes with
-(gamma, a factor, a momentum, pct_start, a divisor, ReduceLROnPlateau's factor / threshold / eps /
-min_lr) refuses a NumPy float16 by name (``optkern._hyper_scalars``: torch's schedulers compute with
-one in float16), at construction and on assignment; a count or length in steps (``step_size_up``,
-``step_size_down``) takes one, as torch's CyclicLR takes ``float(step_size_up)``.
+"""The schedules split their scalar checks one way: a hyper-parameter value a scheduler computes
+with (gamma, a factor, a momentum, pct_start, a divisor, ReduceLROnPlateau's factor / threshold /
+eps / min_lr, a constant's value, linear's ends) refuses a NumPy float16 by name
+(``optkern._hyper_scalars``: torch's schedulers compute with one in float16), at construction and
+on assignment; a count or length in steps (``step_size_up``, ``step_size_down``) takes one, as
+torch's CyclicLR takes ``float(step_size_up)``.
 
 Before: gamma took a float16 (ExponentialLR(gamma=np.float16(0.9)) gives lr 0.08997 in float16, ours
 0.0899902 silently), and so did the momentum ends, start_factor, the one-cycle divisors, pct_start and
@@ -32,6 +33,10 @@ VALUES = [
     ("div_factor", lambda: S.one_cycle(1.0, 100, div_factor=np.float16(25)), None),
     ("final_div_factor", lambda: S.one_cycle(1.0, 100, final_div_factor=np.float16(1000)), None),
     ("factor", lambda: S.batch_size_schedule(8, [2], factor=np.float16(2)), "factor"),
+    ("value", lambda: S.constant(np.float16(0.1)), None),
+    ("schedule", lambda: S.as_schedule(np.float16(0.1)), None),
+    ("init", lambda: S.linear(np.float16(0.1), 0.0, 10), None),
+    ("end", lambda: S.linear(0.1, np.float16(0.01), 10), None),
 ]
 VALUE_IDS = [f"{n}-{i}" for i, (n, _, _) in enumerate(VALUES)]
 
@@ -51,6 +56,9 @@ ASSIGNED = [
     (S.cyclic(0.1, 1.0, 4).momentum(), "base_momentum", 0.8),
     (S.cyclic(0.1, 1.0, 4).momentum(), "max_momentum", 0.9),
     (S.batch_size_schedule(8, [2], factor=2.0), "factor", 2.0),
+    (S.constant(0.1), "lr", 0.1),
+    (S.linear(0.1, 0.0, 10), "init", 0.1),
+    (S.linear(0.1, 0.0, 10), "end", 0.0),
 ]
 
 

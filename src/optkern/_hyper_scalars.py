@@ -31,6 +31,11 @@ def refuse_float16(name: str, value) -> None:
     )
 
 
+def real(name: str, value) -> float:
+    refuse_float16(name, value)
+    return _backend.real(name, value)
+
+
 def in_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False) -> float:
     refuse_float16(name, value)
     return _backend.in_range(name, value, lo, hi, lo_open=lo_open, hi_open=hi_open)

@@ -96,17 +96,17 @@ class Schedule:
 class constant(Schedule):
     """``value`` at every step."""
 
-    _rules = (("lr", lambda name, v: _backend.real(name, v)),)
+    _rules = (("lr", lambda name, v: _hyper_scalars.real(name, v)),)
     _init_names = (("lr", "value"),)  # (the method is ``value``)
 
     def __init__(self, value=1.0):
-        self.lr = _backend.real("value", value)
+        self.lr = _hyper_scalars.real("value", value)
 
     def __setattr__(self, name: str, v) -> None:
         # ``value`` assigned (the constructor's name) is ``lr``, checked: the float replaced the
         # method every schedule has, and the next call raised "'float' object is not callable"
         if name == "value":
-            name, v = "lr", _backend.real("value", v)
+            name, v = "lr", _hyper_scalars.real("value", v)
         super().__setattr__(name, v)
 
     def value(self, t):
@@ -151,7 +151,7 @@ def as_schedule(s, name: str = "schedule") -> Schedule:
     if isinstance(s, Schedule):
         return s
     if isinstance(s, numbers.Real) and not isinstance(s, bool):
-        return constant(_backend.real(name, s))  # a NaN / inf is the caller's argument, not constant's value
+        return constant(_hyper_scalars.real(name, s))  # a NaN / inf is the caller's argument, not constant's value
     if callable(s):
         return FunctionSchedule(s)
     raise TypeError(f"{name}: expected a Schedule, a callable or a number, got {type(s).__name__}")
