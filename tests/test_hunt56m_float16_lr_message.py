@@ -62,3 +62,25 @@ def test_float32_zero_d_array_lr_still_steps():
     p.grad = torch.randn(7)
     opt.step()
     assert opt.state[p]
+
+
+@pytest.mark.parametrize(("lr", "what"), CASES, ids=["scalar", "0-d array"])
+def test_scheduler_names_the_kind(lr, what):
+    # the schedules' Scheduler shares the check: a torch.optim group's float16 lr, scalar or 0-d array
+    # (torch's schedulers compute the next lr from it in float16), refused as what it is, unchanged
+    from optkern import schedules
+
+    opt = torch.optim.SGD([param()], lr=lr)
+    with pytest.raises(TypeError, match=rf"param_groups\[0\]\['lr'\]: {what} \(0\.01000213623046875\)"):
+        schedules.exponential(1.0, gamma=0.5).attach(opt, relative=True)
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == float(np.float16(LR))
+
+
+def test_scheduler_takes_a_float32_zero_d_array_lr():
+    from optkern import schedules
+
+    lr = np.array(LR, np.float32)
+    opt = torch.optim.SGD([param()], lr=lr)
+    sched = schedules.exponential(1.0, gamma=0.5).attach(opt, relative=True)
+    sched.step()
+    assert float(opt.param_groups[0]["lr"]) == float(np.float32(LR)) * 0.5
