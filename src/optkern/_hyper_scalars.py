@@ -17,12 +17,23 @@ from . import _backend
 
 
 def refuse_float16(name: str, value) -> None:
-    """TypeError naming ``name`` for a ``numpy.float16`` scalar (see the module docstring)."""
+    """TypeError naming ``name`` for a ``numpy.float16`` scalar or 0-d array (NumPy 2 promotes the
+    latter as the scalar it holds: see the module docstring), saying which of the two was passed."""
     if type(value) is np.float16:
-        raise TypeError(
-            f"{name}: a numpy.float16 scalar ({float(value)!r}) is refused: torch.optim computes its "
-            "step scalars from one in float16 (rounded); pass float(value)"
-        )
+        what = "a numpy.float16 scalar"
+    elif type(value) is np.ndarray and value.ndim == 0 and value.dtype == np.float16:
+        what = "a 0-d numpy.float16 array"
+    else:
+        return
+    raise TypeError(
+        f"{name}: {what} ({float(value)!r}) is refused: torch.optim computes its step scalars from "
+        "one in float16 (rounded); pass float(value)"
+    )
+
+
+def real(name: str, value) -> float:
+    refuse_float16(name, value)
+    return _backend.real(name, value)
 
 
 def in_range(name: str, value, lo=None, hi=None, *, lo_open=False, hi_open=False) -> float:

@@ -96,17 +96,17 @@ class Schedule:
 class constant(Schedule):
     """``value`` at every step."""
 
-    _rules = (("lr", lambda name, v: _backend.real(name, v)),)
+    _rules = (("lr", lambda name, v: _hyper_scalars.real(name, v)),)
     _init_names = (("lr", "value"),)  # (the method is ``value``)
 
     def __init__(self, value=1.0):
-        self.lr = _backend.real("value", value)
+        self.lr = _hyper_scalars.real("value", value)
 
     def __setattr__(self, name: str, v) -> None:
         # ``value`` assigned (the constructor's name) is ``lr``, checked: the float replaced the
         # method every schedule has, and the next call raised "'float' object is not callable"
         if name == "value":
-            name, v = "lr", _backend.real("value", v)
+            name, v = "lr", _hyper_scalars.real("value", v)
         super().__setattr__(name, v)
 
     def value(self, t):
@@ -151,7 +151,7 @@ def as_schedule(s, name: str = "schedule") -> Schedule:
     if isinstance(s, Schedule):
         return s
     if isinstance(s, numbers.Real) and not isinstance(s, bool):
-        return constant(_backend.real(name, s))  # a NaN / inf is the caller's argument, not constant's value
+        return constant(_hyper_scalars.real(name, s))  # a NaN / inf is the caller's argument, not constant's value
     if callable(s):
         return FunctionSchedule(s)
     raise TypeError(f"{name}: expected a Schedule, a callable or a number, got {type(s).__name__}")
@@ -247,8 +247,16 @@ def count1(name, v):
 
 
 def in_unit(name, v):
-    """A real in [0, 1] (a rule of ``Schedule._rules``)."""
-    return _backend.in_range(name, v, 0.0, 1.0)
+    """A real in [0, 1] (a rule of ``Schedule._rules``), a NumPy float16 refused: a factor or a
+    momentum, a value torch's schedulers compute with (``optkern._hyper_scalars``)."""
+    return _hyper_scalars.in_range(name, v, 0.0, 1.0)
+
+
+def span(name, v):
+    """A length in steps > 0, any finite real (torch's CyclicLR takes ``float(step_size_up)``): a
+    count, so ``_backend``'s check, a NumPy float16 taken as torch's ``float()`` takes it. (The
+    split: values a scheduler computes with refuse a float16, ``_hyper_scalars``; counts do not.)"""
+    return _backend.positive(name, v)
 
 
 def factor_rule(name, v):
@@ -256,8 +264,10 @@ def factor_rule(name, v):
     MultiStepLR take a gamma > 1 (an lr range test grows the lr 1, 1.5, 2.25, ...), and so does
     CyclicLR (exp_range's amplitude grows); refused here it was. 0 (torch: lr 0 from the first
     decay on, training stopped), < 0 (a sign-flipping lr) and NaN / inf stay refused by name; a
-    ``gamma ** t`` past float64's range (:func:`power`) is refused naming the schedule at that step."""
-    return _backend.positive(name, v)
+    ``gamma ** t`` past float64's range (:func:`power`) is refused naming the schedule at that step.
+    A NumPy float16 refused (``optkern._hyper_scalars``): torch's ExponentialLR computes
+    ``lr * gamma`` in float16 with one (0.1 * np.float16(0.9): 0.08997, not 0.0899902)."""
+    return _hyper_scalars.positive(name, v)
 
 
 def power(gamma: float, n: int) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import math
 
-from .. import _backend
+from .. import _hyper_scalars
 from .base import Schedule, check_step, count, count1, positive, steps
 
 
@@ -43,7 +43,7 @@ class batch_size_schedule(Schedule):
     _rules = (
         ("base_batch_size", count1),
         ("milestones", lambda name, v: _milestones(v, name)),
-        ("factor", lambda name, v: _backend.in_range(name, v, 1.0, None, lo_open=True)),
+        ("factor", lambda name, v: _hyper_scalars.in_range(name, v, 1.0, None, lo_open=True)),
         ("max_batch_size", lambda name, v: None if v is None else count1(name, v)),
         ("lr", positive),
     )
@@ -51,7 +51,7 @@ class batch_size_schedule(Schedule):
     def __init__(self, base_batch_size, milestones, factor=5.0, max_batch_size=None, lr=1.0):
         self.base_batch_size = count("base_batch_size", base_batch_size, 1)
         self.milestones = _milestones(milestones)
-        self.factor = _backend.in_range("factor", factor, 1.0, None, lo_open=True)
+        self.factor = _hyper_scalars.in_range("factor", factor, 1.0, None, lo_open=True)
         self.max_batch_size = None if max_batch_size is None else count("max_batch_size", max_batch_size, 1)
         self._check_together()
         self.lr = positive("lr", lr)

@@ -47,7 +47,7 @@ class linear_warmup(Schedule):
     def __init__(self, schedule, warmup_steps, start_factor=0.0, shift=False):
         self.schedule = as_schedule(schedule)
         self.warmup_steps = count("warmup_steps", warmup_steps, 0)
-        self.start_factor = _backend.in_range("start_factor", start_factor, 0.0, 1.0)
+        self.start_factor = in_unit("start_factor", start_factor)
         self.shift = _backend.flag("shift", shift)  # bool("False") was True
         self._check_together()
 

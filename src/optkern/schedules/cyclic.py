@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from .. import _backend
+from .. import _backend, _hyper_scalars
 from ..lowp import _option
-from .base import Schedule, count, factor_rule, in_unit, nonneg, positive, power
+from .base import Schedule, count, factor_rule, in_unit, nonneg, positive, power, span
 
 
 class cyclic(Schedule):
@@ -28,7 +28,7 @@ class cyclic(Schedule):
     _rules = (
         ("base_lr", nonneg),
         ("max_lr", positive),
-        ("step_size_up", positive),
+        ("step_size_up", span),
         ("step_size_down", _backend.nonnegative),
         ("mode", lambda name, v: _option(name, v, ("triangular", "triangular2", "exp_range"))),
         ("gamma", factor_rule),
@@ -41,7 +41,7 @@ class cyclic(Schedule):
         # Any positive number, as torch's CyclicLR takes it (float(step_size_up)): 2.5 is a cycle of
         # 5 steps whose peak falls between two; whole numbers were required here. (> 0: 0 divides by
         # zero in torch at step 0.)
-        self.step_size_up = positive("step_size_up", step_size_up)
+        self.step_size_up = span("step_size_up", step_size_up)
         # 0 is torch's sawtooth (rise over step_size_up steps, then back to base_lr at once); it
         # was refused here.
         self.step_size_down = (
@@ -97,8 +97,8 @@ class cyclic(Schedule):
         :func:`~optkern.schedules.momentum_scheduler`, which picks ``momentum`` or Adam's ``betas[0]``).
         A ``base_momentum`` above ``max_momentum`` runs the cycle upward with the lr, as torch's does
         (it was refused here; the same formula, bit for bit)."""
-        lo = _backend.in_range("base_momentum", base_momentum, 0.0, 1.0)
-        hi = _backend.in_range("max_momentum", max_momentum, 0.0, 1.0)
+        lo = in_unit("base_momentum", base_momentum)
+        hi = in_unit("max_momentum", max_momentum)
         return _cyclic_momentum(self, lo, hi)
 
 
@@ -167,6 +167,7 @@ def _phase_at(phases, t) -> tuple:
 def _factor(name: str, v) -> float:
     """A one-cycle divisor: finite and > 0, else TypeError / ValueError naming it (and, for a negative
     one, why: torch's OneCycleLR takes it and runs negative lrs)."""
+    _hyper_scalars.refuse_float16(name, v)  # (torch's OneCycleLR divides max_lr by it in float16)
     f = _backend.real(name, v)
     if f < 0:
         raise ValueError(
@@ -212,7 +213,7 @@ class one_cycle(_phased):
         # they were refused here
         self.max_lr = nonneg("max_lr", max_lr)
         total_steps = count("total_steps", total_steps, 1)
-        self.pct_start = _backend.in_range("pct_start", pct_start, 0.0, 1.0)
+        self.pct_start = in_unit("pct_start", pct_start)  # (torch: pct_start * total_steps, in float16 for one)
         anneal = _option("anneal", anneal, ("cos", "linear"))  # (as cyclic's mode)
         # (> 0: torch's OneCycleLR takes a negative one and runs negative lrs -- gradient ascent --
         # from max_lr / div_factor; 0 it divides by)
@@ -252,8 +253,8 @@ class one_cycle(_phased):
         ``max_momentum`` down to ``base_momentum`` while the lr rises, back up
         while it falls (drive it with :func:`~optkern.schedules.momentum_scheduler`, which picks
         ``momentum`` or Adam's ``betas[0]`` as torch does)."""
-        lo = _backend.in_range("base_momentum", base_momentum, 0.0, 1.0)
-        hi = _backend.in_range("max_momentum", max_momentum, 0.0, 1.0)
+        lo = in_unit("base_momentum", base_momentum)
+        hi = in_unit("max_momentum", max_momentum)
         ends = [p[0] for p in self._phases]
         vals = [(hi, lo), (lo, hi), (hi, hi)] if self.three_phase else [(hi, lo), (lo, hi)]
         return _phased([(e, a, b) for e, (a, b) in zip(ends, vals)], self.anneal, self.total_steps)

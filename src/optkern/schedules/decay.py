@@ -7,7 +7,7 @@ so that it reads as a multiplier of each param group's base lr).
 
 from __future__ import annotations
 
-from .. import _backend
+from .. import _hyper_scalars
 from ._range_safe import between, cos_between, inverse_power, scaled_power, scaled_real_power
 from .base import (
     Schedule,
@@ -30,16 +30,16 @@ class linear(Schedule):
     every step, not ``end``. A negative ``steps`` is refused (ValueError naming it)."""
 
     _rules = (
-        ("init", _backend.real),
-        ("end", _backend.real),
+        ("init", _hyper_scalars.real),
+        ("end", _hyper_scalars.real),
         ("total_steps", count0),
     )
     _init_names = (("total_steps", "steps"),)
     steps = horizon_alias("steps", count0)
 
     def __init__(self, init, end, steps):
-        self.init = _backend.real("init", init)
-        self.end = _backend.real("end", end)
+        self.init = _hyper_scalars.real("init", init)
+        self.end = _hyper_scalars.real("end", end)
         # 0 taken, as optax's linear_schedule takes it (a config's "no decay"); it was refused here
         self.total_steps = count0("steps", steps)
 

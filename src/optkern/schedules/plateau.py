@@ -11,7 +11,7 @@ import math
 import numbers
 from collections.abc import Callable
 
-from .. import _backend
+from .. import _backend, _hyper_scalars
 from ..lowp import _option
 from ._group_values import _item, _put, _scalar, check_put, param_groups
 
@@ -20,7 +20,8 @@ __all__ = ["ReduceLROnPlateau"]
 
 def _factor(name: str, v) -> float:
     # torch refuses factor >= 1 ("Factor should be < 1.0"); a negative one would make the lr negative
-    return _backend.in_range(name, v, 0.0, 1.0, hi_open=True)
+    # (a NumPy float16 refused: torch's new lr, old_lr * factor, is then a float16)
+    return _hyper_scalars.in_range(name, v, 0.0, 1.0, hi_open=True)
 
 
 def _count(name: str, v) -> int:
@@ -44,10 +45,10 @@ _CONFIG: tuple[tuple[str, Callable], ...] = (
     ("mode", lambda name, v: _option(name, v, ("min", "max"))),
     ("factor", _factor),
     ("patience", _count),
-    ("threshold", _backend.nonnegative),
+    ("threshold", _hyper_scalars.nonnegative),
     ("threshold_mode", lambda name, v: _option(name, v, ("rel", "abs"))),
     ("cooldown", _count),
-    ("eps", _backend.nonnegative),
+    ("eps", _hyper_scalars.nonnegative),
 )
 
 #: The counters a step advances, checked as the configuration is.
@@ -80,14 +81,21 @@ def _lrs(groups) -> list:
     return [_backend.nonnegative(f"optimizer.param_groups[{i}]['lr']", _item(g["lr"])) for i, g in enumerate(groups)]
 
 
+def _bound(name: str, v) -> float:
+    """A min_lr: finite, >= 0, a NumPy float16 refused before ``_item`` widens it (torch's
+    ``max(old_lr * factor, min_lr)`` sets the lr to that float16: ``optkern._hyper_scalars``)."""
+    _hyper_scalars.refuse_float16(name, v)
+    return _backend.nonnegative(name, _item(v))
+
+
 def _min_lrs(name: str, v, n: int) -> tuple:
     """(min_lrs, default_min_lr): one bound per group from a list or tuple of ``n``, or a scalar
     (then also the default for groups added later, as torch keeps it)."""
     if isinstance(v, (list, tuple)):
         if len(v) != n:
             raise ValueError(f"{name}: expected {_backend.counted(n, 'value')} (one per param group), got {len(v)}")
-        return [_backend.nonnegative(f"{name}[{i}]", _item(x)) for i, x in enumerate(v)], None
-    m = _backend.nonnegative(name, _item(v))
+        return [_bound(f"{name}[{i}]", x) for i, x in enumerate(v)], None
+    m = _bound(name, v)
     return [m] * n, m
 
 

@@ -9,6 +9,7 @@ import torch
 
 from .._checked_values import immutable
 from .._foreign import array_pair, host_number, zero_d_real
+from .._hyper_scalars import refuse_float16
 
 
 def host_group(group: dict, where: str = "") -> dict:
@@ -38,5 +39,7 @@ def _host_value(k: str, v, where: str):
     if k == "params":
         return v
     if array_lr(k, v):
+        # (refused as the array it is: unwrapped, the float16 check named a scalar the caller never passed)
+        refuse_float16(f"{where}[{k!r}]" if where else k, v)
         return v[()]
     return host_number(v, f"{where}[{k!r}]" if where else k, k == "betas")

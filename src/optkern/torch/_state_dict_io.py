@@ -27,6 +27,7 @@ class _StateDictIO:
         param_groups: list
         _optimizer_load_state_dict_pre_hooks: Any
         _optimizer_load_state_dict_post_hooks: Any
+        _optimizer_state_dict_pre_hooks: Any
         _optimizer_state_dict_post_hooks: Any
 
         def __getattr__(self, name: str) -> Any: ...
@@ -98,17 +99,22 @@ class _StateDictIO:
         """torch's, its per-param dicts plain ones (what torch.load's weights_only unpickler reads),
         with the stochastic-rounding seed where the step draws with one (``_lowp.with_seed``).
 
-        torch's hooks run as torch runs them: the pre-hooks first (inside torch's packing), the
-        post-hooks on the state dict as returned, what they return returned (a hook may wrap the
-        checkpoint, or drop its state); so they run here, after the state dict is complete."""
-        post = self._optimizer_state_dict_post_hooks
-        self._optimizer_state_dict_post_hooks = OrderedDict()  # (torch's packing must not run them)
+        torch's hooks run as torch runs them: the pre-hooks first, then the post-hooks on the state
+        dict as returned, what they return returned (a hook may wrap the checkpoint, or drop its
+        state); so they run here, after the state dict is complete. The pre-hooks run here too,
+        before torch's packing, with the real hook dicts in place: a post-hook one of them registers
+        is the optimizer's for good (its handle removes it) and runs in this call, as in torch. Only
+        the packing, which runs no caller code, sees the dicts emptied (it must not run them)."""
+        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+            pre_hook(self)
+        hooks = self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks
+        self._optimizer_state_dict_pre_hooks = self._optimizer_state_dict_post_hooks = OrderedDict()
         try:
             sd = torch.optim.Optimizer.state_dict(self)  # type: ignore[arg-type]  # (a mixin of one)
         finally:
-            self._optimizer_state_dict_post_hooks = post
+            self._optimizer_state_dict_pre_hooks, self._optimizer_state_dict_post_hooks = hooks
         sd = {**sd, "state": _lowp.with_seed(plain(sd["state"]), self._lowp_cfg)}
-        for hook in list(post.values()):
+        for hook in self._optimizer_state_dict_post_hooks.values():  # (live, as torch's loop)
             out = hook(self, sd)
             if out is not None:
                 sd = out
