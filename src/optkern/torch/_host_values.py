@@ -11,15 +11,17 @@ from .._checked_values import immutable
 from .._foreign import host_number, zero_d_real
 
 
-def host_group(group: dict, where: str = "") -> dict:
+def host_group(group: dict, where: str = "", bool_lr: bool = False) -> dict:
     """``group`` itself, or a copy of it whose tensor hyper-parameters are Python floats (what the
     checks and the functional forms take). The copy is for reading: the group stays the user's.
-    ``where``: the group's path, which errors name (none: the keys as the constructor's arguments)."""
+    ``where``: the group's path, which errors name (none: the keys as the constructor's arguments).
+    ``bool_lr``: a bool tensor lr read as its value (for the classes whose torch step takes it,
+    ``_Fused._BOOL_LR``; elsewhere it stays a tensor, which the checks refuse naming lr)."""
     for k, v in group.items():
         if k != "params" and (
             isinstance(v, torch.Tensor) or (isinstance(v, tuple) and not immutable(v)) or array_lr(k, v)
         ):
-            return {k: _host_value(k, v, where) for k, v in group.items()}
+            return {k: _host_value(k, v, where, bool_lr) for k, v in group.items()}
     return group
 
 
@@ -31,9 +33,11 @@ def array_lr(key: str, v) -> bool:
     return key == "lr" and zero_d_real(v)
 
 
-def _host_value(k: str, v, where: str):
+def _host_value(k: str, v, where: str, bool_lr: bool):
     if k == "params":
         return v
     if array_lr(k, v):
         return v[()]
+    if bool_lr and k == "lr" and isinstance(v, torch.Tensor) and v.dtype is torch.bool and v.numel() == 1:
+        return float(v)
     return host_number(v, f"{where}[{k!r}]" if where else k, k == "betas")
