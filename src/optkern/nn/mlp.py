@@ -343,16 +343,23 @@ class MLP(_MLPArgs, _MLPPasses):
         their R-quantities travel stacked, so products with the weights are
         GEMMs of width ``k * batch`` (``optkern.nn.block``). Row ``d`` equals
         ``hvp(params, x, y, V[d])`` up to rounding; memory grows by ``k`` times
-        the single product's R-activations.
+        the single product's R-activations. ``k = 0`` gives an empty ``(0, n)`` (the other
+        arguments checked), as the curvature operators' ``matmat`` of no columns.
         """
-        _, x, y, V = self._check_block(params, x, y, V)
-        return _block.hvp_block(self, self._read(params), x, y, V)
+        return self._block_product(_block.hvp_block, params, x, y, V)
 
     @_ieee
     def ggn_block(self, params, x, y, V):
         """``G v_d`` (generalized Gauss-Newton) for each row of ``V`` (``(k, n)``), as ``(k, n)``; see ``hvp_block``."""
-        _, x, y, V = self._check_block(params, x, y, V)
-        return _block.ggn_block(self, self._read(params), x, y, V)
+        return self._block_product(_block.ggn_block, params, x, y, V)
+
+    def _block_product(self, product, params, x, y, V):
+        """``product`` (``_block.hvp_block`` / ``ggn_block``) of the checked arguments; no directions
+        (``k = 0``): an empty ``(0, n)`` of V's backend and dtype, the point never computed."""
+        xp, x, y, V = self._check_block(params, x, y, V)
+        if V.shape[0] == 0:
+            return xp.empty((0, self.num_params), dtype=V.dtype)
+        return product(self, self._read(params), x, y, V)
 
     @_ieee
     def jvp(self, params, x, v):
