@@ -74,7 +74,7 @@ def test_block_product_rejects_bad_input():
         model.hvp_block(p, x, y, np.ones((2, n), np.float32))
     with pytest.raises(TypeError, match="V"):
         model.ggn_block(p, x, y, [[0.0] * n])
-    for bad in (np.ones(n), np.ones((2, n + 1)), np.ones((0, n))):
+    for bad in (np.ones(n), np.ones((2, n + 1)), np.ones((0, n + 1))):  # ((0, n): test_hunt56l_block_k0)
         with pytest.raises(ValueError, match="V"):
             model.hvp_block(p, x, y, bad)
 

@@ -43,8 +43,10 @@ def _arrays(x, y):
     longer than ``x`` was paired with its first rows silently, a shorter one failed with NumPy's
     IndexError from inside an epoch then counted as done). A torch tensor or another DLPack exporter
     is read through its NumPy / CuPy view (``_backend.as_array``, zero-copy, as every optkern argument;
-    it was refused): batches are gathered from its memory as NumPy / CuPy arrays."""
-    x, y = (_backend.as_array(a, name) if _backend.is_foreign(a) else a for a, name in ((x, "x"), (y, "y")))
+    it was refused): batches are gathered from its memory as NumPy / CuPy arrays. Every array goes
+    through that one view: a masked array is refused naming it (its batches were masked arrays whose
+    mask optkern's steps ignore), a ``np.matrix`` is batched as its plain ndarray."""
+    x, y = (_backend.as_array(a, name) for a, name in ((x, "x"), (y, "y")))
     if not (isinstance(x, np.ndarray) or _backend.is_cupy(x)):
         raise TypeError(f"x: expected a numpy or cupy array, got {type(x).__name__}")
     if x.ndim < 1:
@@ -71,7 +73,8 @@ def _epoch_seed(seed: int, epoch: int):
 
 class BatchLoader(NativeByName):
     """Epochs of shuffled mini-batches of ``(x, y)`` (NumPy or CuPy arrays; a torch tensor or other
-    DLPack exporter is read through its view, zero-copy, and batched as NumPy / CuPy arrays).
+    DLPack exporter is read through its view, zero-copy, and batched as NumPy / CuPy arrays; a
+    ``np.matrix`` as its plain ndarray; a masked array is refused, TypeError naming it).
 
     Args:
       x: inputs, first axis = examples.

@@ -142,7 +142,11 @@ class _MLPArgs(NativeByName):
         if not (isinstance(V, np.ndarray) or _backend.is_cupy(V)):
             raise TypeError(f"V: expected a numpy or cupy array, got {type(V).__name__}")
         _of_dtype("V", V, self.dtype)
-        if V.ndim != 2 or V.shape[1] != self.num_params or V.shape[0] < 1:
-            raise ValueError(f"V: expected shape (k, {self.num_params}) with k >= 1, got {tuple(V.shape)}")
-        xp, x, y = self._check(params, x, y, V[0])
+        if V.ndim != 2 or V.shape[1] != self.num_params:
+            raise ValueError(f"V: expected shape (k, {self.num_params}), got {tuple(V.shape)}")
+        if V.shape[0] == 0:  # (no direction to check as v: V's backend against params', the rest as ever)
+            _backend.backend(("params", params), ("V", V))
+            xp, x, y = self._check(params, x, y)
+        else:
+            xp, x, y = self._check(params, x, y, V[0])
         return xp, x, y, _native(V)

@@ -54,6 +54,25 @@ def _ieee(method):
     return call
 
 
+def _layout_attribute(name: str, copy=None):
+    """A read-only attribute defining the flat parameter layout, kept in the instance's ``__dict__``
+    under its own name (pickles and copies as before). Assigned after construction, ``norm = "group"``
+    failed at the next loss with a bare KeyError, ``norm = None`` on a normalized model read the
+    buffer in another layout silently. ``copy``: what a read returns (``sizes``: a new list, so an
+    in-place change cannot reach the model either)."""
+
+    def get(self):
+        v = vars(self)[name]
+        return v if copy is None else copy(v)
+
+    def refuse(self, value):
+        raise AttributeError(
+            f"{name}: fixed at construction (sizes and norm define the flat parameter layout): build a new MLP"
+        )
+
+    return property(get, refuse, doc=f"``{name}`` (read-only: it defines the flat parameter layout).")
+
+
 class MLP(_MLPArgs, _MLPPasses):
     """Multi-layer perceptron ``sizes[0] -> ... -> sizes[-1]``.
 
@@ -70,7 +89,15 @@ class MLP(_MLPArgs, _MLPPasses):
         neither 0 nor past the max there).
       dtype: float32 or float64 (parameters, activations and products).
       xp: array module for ``init_params`` (numpy or cupy); every method follows its arguments.
+
+    ``sizes``, ``norm``, ``layout`` and ``num_params`` define the flat parameter layout: read-only
+    (AttributeError naming them); build a new MLP for another one.
     """
+
+    sizes = _layout_attribute("sizes", list)
+    norm = _layout_attribute("norm")
+    layout = _layout_attribute("layout")
+    num_params = _layout_attribute("num_params")
 
     def __init__(
         self,
@@ -103,9 +130,9 @@ class MLP(_MLPArgs, _MLPPasses):
         self.dtype = float_dtype(dtype)
         if not (xp is np or getattr(xp, "__name__", None) == "cupy"):
             raise TypeError(f"xp: expected the numpy or cupy module, got {xp!r}")
-        self.sizes = sizes
+        vars(self)["sizes"] = sizes  # (the layout's attributes: read-only, _layout_attribute)
         self.activation = check_activation(activation)
-        self.norm = None if norm is None else str(norm)  # (as plain str: a NumPy string showed in the repr)
+        vars(self)["norm"] = None if norm is None else str(norm)  # (plain str: a NumPy string showed in the repr)
         self.loss_kind = str(loss)
         self.label_smoothing = _backend.in_range("label_smoothing", label_smoothing, 0.0, 1.0)
         # (finite in the model's dtype, as the loss kernels round it: 1e39 on a float32 model was
@@ -122,8 +149,8 @@ class MLP(_MLPArgs, _MLPPasses):
             if loss == "mse" and value != 0:
                 raise ValueError(f"{name}: applies to the cross-entropy loss only, got {value!r} with loss='mse'")
         self.xp = xp
-        self.layout = self._make_layout()
-        self.num_params = sum(math.prod(s) for layer in self.layout for _, (_, s) in layer.items())
+        vars(self)["layout"] = self._make_layout()
+        vars(self)["num_params"] = sum(math.prod(s) for layer in self.layout for _, (_, s) in layer.items())
         # (the flat buffer's bytes within 2**63 - 1, its indices within int64 too: a count past
         # it was taken, and init_params raised NumPy's unnamed "array is too big")
         most = _backend.INT64_MAX // self.dtype.itemsize
@@ -333,16 +360,23 @@ class MLP(_MLPArgs, _MLPPasses):
         their R-quantities travel stacked, so products with the weights are
         GEMMs of width ``k * batch`` (``optkern.nn.block``). Row ``d`` equals
         ``hvp(params, x, y, V[d])`` up to rounding; memory grows by ``k`` times
-        the single product's R-activations.
+        the single product's R-activations. ``k = 0`` gives an empty ``(0, n)`` (the other
+        arguments checked), as the curvature operators' ``matmat`` of no columns.
         """
-        _, x, y, V = self._check_block(params, x, y, V)
-        return _block.hvp_block(self, self._read(params), x, y, V)
+        return self._block_product(_block.hvp_block, params, x, y, V)
 
     @_ieee
     def ggn_block(self, params, x, y, V):
         """``G v_d`` (generalized Gauss-Newton) for each row of ``V`` (``(k, n)``), as ``(k, n)``; see ``hvp_block``."""
-        _, x, y, V = self._check_block(params, x, y, V)
-        return _block.ggn_block(self, self._read(params), x, y, V)
+        return self._block_product(_block.ggn_block, params, x, y, V)
+
+    def _block_product(self, product, params, x, y, V):
+        """``product`` (``_block.hvp_block`` / ``ggn_block``) of the checked arguments; no directions
+        (``k = 0``): an empty ``(0, n)`` of V's backend and dtype, the point never computed."""
+        xp, x, y, V = self._check_block(params, x, y, V)
+        if V.shape[0] == 0:
+            return xp.empty((0, self.num_params), dtype=V.dtype)
+        return product(self, self._read(params), x, y, V)
 
     @_ieee
     def jvp(self, params, x, v):

@@ -76,6 +76,11 @@ def _ndarray(name, a):
 
 
 def _shape_of(name, a, shape):
+    """The one shape check of a norm's optional array argument (weight, bias, running buffers), on
+    both backends. Its type first: a list of arrays passes the backend check (a list argument's
+    elements are checked), and its ``.shape`` / ``.size`` raised AttributeError, naming nothing."""
+    if a is not None:
+        _ndarray(name, a)
     if a is not None and tuple(a.shape) != tuple(shape):
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(a.shape)}")
 

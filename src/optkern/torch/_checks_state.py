@@ -16,6 +16,7 @@ from ..optim._state_checks import _MAX_STEP, NONNEGATIVE, REQUIRED, SCALARS, _ro
 from ._host_values import host_group
 from ._impl_keywords import TORCH_IMPL_KEYWORDS, impl_names
 from ._state import _HOST_SCALARS, _meta
+from ._tensor_hypers import refuse_bool_lr
 
 _STRIDED = torch.strided
 
@@ -69,8 +70,11 @@ def load_defaults(opt) -> dict:
 def host_read(opt, group: dict, where: str) -> dict:
     """``host_group(group)`` (what the checks and functional forms take), with the hyper-parameters
     torch's step never reads that a loaded group may lack (``_TORCH_UNREAD``) at ``opt``'s values:
-    torch's Adagrad starts every param's sums at its constructor's ``initial_accumulator_value``."""
-    host = host_group(group, where)
+    torch's Adagrad starts every param's sums at its constructor's ``initial_accumulator_value``.
+    A bool tensor lr read as its value where torch's step takes it (``opt._BOOL_LR``), else refused."""
+    if not opt._BOOL_LR:
+        refuse_bool_lr(group, where)
+    host = host_group(group, where, opt._BOOL_LR)
     missing = [k for k in _row(_TORCH_UNREAD, type(opt), ()) if k not in host]
     return {**host, **{k: opt.defaults[k] for k in missing}} if missing else host
 

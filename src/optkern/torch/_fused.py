@@ -172,6 +172,10 @@ class _Fused(_InitialState, _StateDictIO, _StateDictChecks, _StepChecks, _Runs, 
         self._refuse_tensor_hypers(group, where)
         self._validated = True
 
+    #: Whether torch.optim's step takes a bool tensor lr (promoted as an integer one: ``lr_dtype``);
+    #: the steps that negate it (``alpha=-lr``) raise torch's RuntimeError: refused naming lr (``host_read``).
+    _BOOL_LR = False
+
     def _refuse_tensor_hypers(self, group: dict, where: str) -> None:
         """ValueError naming a tensor hyper-parameter of ``group`` whose step scalars torch computes in
         tensor ops this optimizer does not follow (``_tensor_hypers``); run with the group's checks."""

@@ -12,10 +12,12 @@ from .._foreign import array_pair, host_number, zero_d_real
 from .._hyper_scalars import refuse_float16
 
 
-def host_group(group: dict, where: str = "") -> dict:
+def host_group(group: dict, where: str = "", bool_lr: bool = False) -> dict:
     """``group`` itself, or a copy of it whose tensor hyper-parameters are Python floats (what the
     checks and the functional forms take). The copy is for reading: the group stays the user's.
-    ``where``: the group's path, which errors name (none: the keys as the constructor's arguments)."""
+    ``where``: the group's path, which errors name (none: the keys as the constructor's arguments).
+    ``bool_lr``: a bool tensor lr read as its value (for the classes whose torch step takes it,
+    ``_Fused._BOOL_LR``; elsewhere it stays a tensor, which the checks refuse naming lr)."""
     for k, v in group.items():
         if k != "params" and (
             isinstance(v, torch.Tensor)
@@ -23,7 +25,7 @@ def host_group(group: dict, where: str = "") -> dict:
             or array_lr(k, v)
             or (k == "betas" and array_pair(v))
         ):
-            return {k: _host_value(k, v, where) for k, v in group.items()}
+            return {k: _host_value(k, v, where, bool_lr) for k, v in group.items()}
     return group
 
 
@@ -35,11 +37,13 @@ def array_lr(key: str, v) -> bool:
     return key == "lr" and zero_d_real(v)
 
 
-def _host_value(k: str, v, where: str):
+def _host_value(k: str, v, where: str, bool_lr: bool):
     if k == "params":
         return v
     if array_lr(k, v):
         # (refused as the array it is: unwrapped, the float16 check named a scalar the caller never passed)
         refuse_float16(f"{where}[{k!r}]" if where else k, v)
         return v[()]
+    if bool_lr and k == "lr" and isinstance(v, torch.Tensor) and v.dtype is torch.bool and v.numel() == 1:
+        return float(v)
     return host_number(v, f"{where}[{k!r}]" if where else k, k == "betas")

@@ -301,7 +301,7 @@ class _Runs(_RunGrads):
         (``_core_step``), else the adapter's ``_call``."""
         if core_run is not None:
             return self._core_step(hp, core_run, grads, t, first)
-        return self._call(host_group(group), pviews, grads, lists, t, first=first)
+        return self._call(host_group(group, bool_lr=self._BOOL_LR), pviews, grads, lists, t, first=first)
 
     def _core_step(self, hp: tuple, run: _Run, grads: list, t: int, first: bool):
         """``run``'s step through optkern.optim's own ``_update`` (what ``optkern.optim.X.step``

@@ -56,3 +56,15 @@ def refuse_decoupled_decay(group: dict, where: str) -> None:
         return
     if v.dtype != torch.float64 or (lr is not None and lr.dtype != torch.float64):
         refuse_tensor(where, "weight_decay", v, "in torch's 1 - lr * weight_decay tensor ops")
+
+
+def refuse_bool_lr(group: dict, where: str) -> None:
+    """A bool tensor ``lr`` where torch.optim's step negates it (``alpha=-lr``: "Negation ... on a bool
+    tensor is not supported"): TypeError naming lr. (Adam's, AdamW's and Adagrad's steps divide or
+    multiply it by floats, in torch's default dtype: those classes take it, ``_BOOL_LR``.)"""
+    v = _tensor(group, "lr")
+    if v is not None and v.dtype is torch.bool:
+        raise TypeError(
+            f"{where}['lr']: a bool tensor, which this optimizer's step does not take (torch.optim's "
+            "negates lr, which a bool tensor refuses): pass a real number or a floating-point tensor"
+        )

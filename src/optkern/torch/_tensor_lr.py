@@ -4,7 +4,7 @@ torch.optim takes ``lr`` as a tensor; where a step scalar is a quotient or produ
 AdamW's ``lr / bc1``, NAdam's two coefficients, Adagrad's ``lr / (1 + (t - 1) lr_decay)``, the
 decoupled decay ``1 - lr * weight_decay``), torch computes it in float32 tensor ops, each of its
 Python-float operands rounded to float32 first; the rules then compute it so (their ``float32_lr``).
-An integer tensor ``lr`` is divided by Python floats into tensors of torch's default dtype
+An integer or bool tensor ``lr`` is divided by Python floats into tensors of torch's default dtype
 (``lr_dtype``): a float32 one's scalars, or under a float64 default the Python float's.
 SGD's, RMSprop's and Adadelta's step scalars are ``lr`` itself or a product torch takes as its
 value: nothing to follow. A float64 tensor's ops round as the Python float's do; a half one's
@@ -30,10 +30,10 @@ FOLLOWED_LR = (torch.float32, torch.float64)
 
 def lr_dtype(lr: torch.Tensor) -> torch.dtype:
     """The dtype torch.optim's for-loop computes the quotients and products of the tensor ``lr`` in:
-    its own, or for an integer tensor (promoted with a Python float: ``lr / bias_correction1``) torch's
-    default dtype. A bool lr keeps its own (no rule follows it)."""
+    its own, or for an integer or bool tensor (promoted with a Python float: ``lr / bias_correction1``)
+    torch's default dtype."""
     dtype = lr.dtype
-    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+    if dtype.is_floating_point or dtype.is_complex:
         return dtype
     return torch.get_default_dtype()
 

@@ -31,6 +31,7 @@ class Adam(Float32Lr, _Fused):
     (see :mod:`optkern.torch`)."""
 
     _core = _optim.Adam
+    _BOOL_LR = True  # (torch's lr / bias_correction1 promotes it as an integer one: lr_dtype)
     # (torch's message, AdamW's too)
     _sparse_refusal = "Adam does not support sparse gradients, please consider SparseAdam instead"
 

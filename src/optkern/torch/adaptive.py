@@ -31,6 +31,7 @@ class Adagrad(Float32Lr, _Fused):
     constructor's value for every group, its own key ignored."""
 
     _core = _optim.Adagrad
+    _BOOL_LR = True  # (torch's lr / (1 + (t - 1) lr_decay) promotes it as an integer one: lr_dtype)
     _impl_names = ("foreach", "differentiable", "fused")  # (torch.optim.Adagrad has no capturable)
     _sparse_coalesce = True  # (torch's: its update is not linear in the grad)
 
