@@ -67,8 +67,10 @@ def interrupted(fn, watched):
 
 def until_inside(fn, watched, also):
     # fn (one step) Ctrl-C'd; ``also()`` after each try. A Ctrl-C that came after the step (a busy
-    # machine ran the poking thread late: "after") is tried again with the next step
-    for _ in range(4):
+    # machine ran the poking thread late: "after") is tried again with the next step. Up to 40
+    # tries: L-BFGS's last move keeps no copy since the 56th session (h340), a window short enough
+    # that a loaded 2-vCPU host ran the poking thread after it in about half the tries
+    for _ in range(40):
         where = interrupted(fn, watched)
         also()
         if where != "after":
