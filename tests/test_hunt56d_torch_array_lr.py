@@ -13,7 +13,7 @@ import optkern.torch as okt
 
 torch = pytest.importorskip("torch")
 
-from torch_ieee_sqrt import ieee_sqrt  # noqa: E402 (after the torch skip)
+from torch_ieee_sqrt import step_either  # noqa: E402 (after the torch skip)
 
 SIZES = (0, 1, 7, 1023)
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam")
@@ -38,11 +38,7 @@ def _run(lib, name, dtype, lr, steps, set_later=False):
             opt.param_groups[0]["lr"] = lr
         for p in params:
             p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
-        if lib is torch.optim:
-            with ieee_sqrt():
-                opt.step()
-        else:
-            opt.step()
+        step_either(opt)
     return [p.detach() for p in params]
 
 

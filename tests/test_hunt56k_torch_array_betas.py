@@ -14,7 +14,7 @@ import optkern.torch as okt
 
 torch = pytest.importorskip("torch")
 
-from torch_ieee_sqrt import ieee_sqrt  # noqa: E402 (after the torch skip)
+from torch_ieee_sqrt import ieee_sqrt, step_either  # noqa: E402 (after the torch skip)
 
 SIZES = (0, 1, 7, 1023)
 HYPER = {
@@ -35,11 +35,7 @@ def _run(lib, name, dtype, betas, steps=20, set_later=False):
             opt.param_groups[0]["betas"] = betas
         for p in params:
             p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
-        if lib is torch.optim:
-            with ieee_sqrt():
-                opt.step()
-        else:
-            opt.step()
+        step_either(opt)
     return [p.detach() for p in params]
 
 

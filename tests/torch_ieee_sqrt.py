@@ -55,3 +55,13 @@ def torch_optim_stepper(name: str, params, **hp):
             opt.step()
 
     return step
+
+
+def step_either(opt) -> None:
+    """``opt.step()``: under ``ieee_sqrt()`` when ``opt`` is torch.optim's (the reference), plainly when
+    it is optkern's."""
+    if type(opt).__module__.startswith("torch.optim"):
+        with ieee_sqrt():
+            opt.step()
+    else:
+        opt.step()
