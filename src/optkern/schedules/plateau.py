@@ -78,12 +78,13 @@ def _groups(optimizer) -> list | tuple:
 
 def _lrs(groups) -> list:
     """Each group's lr as a float, finite and >= 0, or TypeError / ValueError naming the entry."""
-    return [_backend.nonnegative(f"optimizer.param_groups[{i}]['lr']", _item(g["lr"])) for i, g in enumerate(groups)]
+    return [_bound(f"optimizer.param_groups[{i}]['lr']", g["lr"]) for i, g in enumerate(groups)]
 
 
 def _bound(name: str, v) -> float:
-    """A min_lr: finite, >= 0, a NumPy float16 refused before ``_item`` widens it (torch's
-    ``max(old_lr * factor, min_lr)`` sets the lr to that float16: ``optkern._hyper_scalars``)."""
+    """A value the reduction computes with (a group's lr, a min_lr): finite, >= 0, a NumPy float16
+    refused before ``_item`` widens it (torch's ``max(old_lr * factor, min_lr)`` is then computed
+    in float16: ``optkern._hyper_scalars``)."""
     _hyper_scalars.refuse_float16(name, v)
     return _backend.nonnegative(name, _item(v))
 
@@ -182,7 +183,7 @@ class ReduceLROnPlateau:
                     "when built); assign min_lrs one per group"
                 )
             # (torch: a group added later gets the scalar bound)
-            min_lrs = [_backend.nonnegative("default_min_lr", self.default_min_lr)] * n
+            min_lrs = [_bound("default_min_lr", self.default_min_lr)] * n
         attrs["min_lrs"], _ = _min_lrs("min_lrs", list(min_lrs), n)
         return attrs
 
@@ -246,7 +247,7 @@ class ReduceLROnPlateau:
         n = len(_groups(self.optimizer))
         default = state["default_min_lr"]
         if default is not None:
-            default = _backend.nonnegative("state['default_min_lr']", default)
+            default = _bound("state['default_min_lr']", default)
         raw = state["min_lrs"]
         if not isinstance(raw, (list, tuple)):
             raise TypeError(f"state['min_lrs']: expected a list, got {type(raw).__name__}")
