@@ -205,6 +205,7 @@ def out_array(out, xp, dtype, shape: tuple, avoid: dict):
     array-interface exporter) is checked and returned as its NumPy / CuPy view, so the result lands
     in the caller's memory."""
     from . import _backend  # (its as_array views foreign arrays; _backend imports this module)
+    from ._overlap import shares  # (bounded for NumPy, byte bounds for CuPy; _overlap imports this module)
 
     if _backend.is_foreign(out):
         out = _backend.as_array(out, "out")
@@ -219,7 +220,7 @@ def out_array(out, xp, dtype, shape: tuple, avoid: dict):
     if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise read_only("out", out)
     for name, a in avoid.items():
-        if xp.shares_memory(out, a):
+        if shares(out, a):
             raise ValueError(f"out shares memory with {name}")
     return out
 

@@ -11,6 +11,7 @@ import numpy as np
 from . import _backend
 from ._array_checks import byte_span
 from ._checkpoint_codec import _host_copy, _torch
+from ._overlap import shares
 from ._words import article
 
 
@@ -289,7 +290,7 @@ def _check_disjoint(path: str, targets: dict) -> None:
             if space2 != space or lo2 >= hi:
                 break
             a, b = leaves[k][1], leaves[k2][1]
-            if _backend.array_module(a).shares_memory(a, b):
+            if shares(a, b):
                 first, second = sorted((k, k2))
                 raise ValueError(
                     f"{path}: targets {leaves[first][0]} and {leaves[second][0]} share memory "

@@ -9,6 +9,7 @@ import functools
 import numpy as np
 
 from .. import _backend
+from .._overlap import shares
 
 
 def _check_batches(batches: list) -> None:
@@ -70,7 +71,7 @@ def _ready(model, params, batches: list, v, out) -> None:
     arrays of any (read after the first batch's product is in ``out``). TypeError / ValueError."""
     for bx, by in batches[1:]:
         model._check(params, bx, by, v)
-    _apart(out, batches, _backend.array_module(params))
+    _apart(out, batches)
 
 
 def _callers(params, batches: list) -> dict:
@@ -82,10 +83,10 @@ def _callers(params, batches: list) -> dict:
     return named
 
 
-def _apart(out, batches: list, xp) -> None:
+def _apart(out, batches: list) -> None:
     """ValueError naming ``out`` when it shares memory with the x or y of any batch after the first
     (the first batch's are checked by its product, ``MLP._product_out``)."""
     for i, (bx, by) in enumerate(batches[1:], 1):
         for name, a in (("x", bx), ("y", by)):
-            if xp.shares_memory(out, a):
+            if shares(out, a):
                 raise ValueError(f"out shares memory with batches[{i}]'s {name}")

@@ -341,7 +341,7 @@ def _frozen_products(model, params, batches, kind, held: dict):
         # `out` over a later batch's x or y is refused as the live operator's _ready does (before
         # anything is written): the copies below would keep the product right, but the caller's data
         # was overwritten, no error
-        _apart(out, batches, _backend.array_module(params))
+        _apart(out, batches)
         model._product_out(out, params, v, *batches[0])  # (the params and the first batch: as product's, first)
         for bx, by in batches:  # (the copies are taken here, before the first batch's product is written)
             point(params, bx, by)
