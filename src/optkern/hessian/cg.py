@@ -104,25 +104,27 @@ def _curvature_overflow(mod, p, y, pAp: float, damping: float, undamped=None, pp
     return ValueError(f"A: the product is not finite (p.Ap = {pAp})")
 
 
-def _diverged(err: ValueError, xp, x, p, dtype, it: int) -> ValueError:
+def _diverged(err: ValueError, xp, x, p, dtype, it: int, x_exp: int, p_exp: int) -> ValueError:
     """``err`` (a sum of the solve left float range, blamed on A's product), or where CG's own iterates
     had grown past the square root of the dtype's max first, the error saying so. The system is solved
     for ``b`` scaled to ~1, so ``x`` and ``p`` start near 1: a singular A with ``b`` outside its range
     (a Gauss-Newton matrix without damping) has no solution, and the steps along its near-null
     directions grew until ``A p`` or ``x`` overflowed -- in float32 after ~20-200 iterations, where
     the error read "A: the product is not finite (p.Ap = nan)" for an operator of finite products
-    (float64 returns such an x, ~1e17, as its last iterate)."""
+    (float64 returns such an x, ~1e17, as its last iterate). The growth is judged in the solve's units
+    (where the range is left), reported in the caller's: ``x`` times ``2**x_exp`` (b's scale), ``p``
+    times ``2**p_exp`` (b's and the preconditioner's, as the returned direction)."""
     if not str(err).startswith("A:"):  # (damping's overflow is named as it is)
         return err
     with np.errstate(invalid="ignore"):
-        big = max(float(xp.where(xp.isnan(v), 0.0, xp.abs(v)).max()) if v.size else 0.0 for v in (x, p))
-    if not big > math.sqrt(float(np.finfo(dtype).max)):
+        xmax, pmax = (float(xp.where(xp.isnan(v), 0.0, xp.abs(v)).max()) if v.size else 0.0 for v in (x, p))
+    if not max(xmax, pmax) > math.sqrt(float(np.finfo(dtype).max)):
         return err
     return ValueError(
-        f"A: CG diverged at iteration {it}: its iterates grew to {big:.3g} (b scaled to ~1) past "
-        f"{np.dtype(dtype).name}'s range ({str(err)[3:]}); A + damping I is singular or nearly so and b has a "
-        "component outside its range, so (A + damping I) x = b has no solution (a damping that makes A + "
-        "damping I positive definite gives it one)"
+        f"A: CG diverged at iteration {it}: its iterates grew past the square root of {np.dtype(dtype).name}'s "
+        f"range (|x| up to {_unscaled(xmax, x_exp):.4g}, |p| up to {_unscaled(pmax, p_exp):.4g}, in b's units; "
+        f"{str(err)[3:]}); A + damping I is singular or nearly so and b has a component outside its range, so "
+        "(A + damping I) x = b has no solution (a damping that makes A + damping I positive definite gives it one)"
     )
 
 
@@ -242,6 +244,10 @@ def cg(
         ``r.z / p.Ap`` undoes M's). ``r.z`` is ``2**(p_exp() + b_exp)`` times, ``p.Ap`` ``2**(2 p_exp())``."""
         return b_exp + m_exp + (z_exp or 0)
 
+    def diverged(error: ValueError) -> ValueError:
+        """:func:`_diverged` on this iteration's x and p, reported in the caller's units."""
+        return _diverged(error, xp, x, p, dtype, it, b_exp, p_exp())
+
     def rz_reported(rz: float) -> float:
         return _unscaled(rz, p_exp() + b_exp)
 
@@ -332,7 +338,7 @@ def cg(
                 if not math.isfinite(pAp):  # (NaN read as negative curvature returned info -1)
                     told_ = told if known is not None else ()
                     error = _curvature_overflow(mod, p, y, pAp, damping, *told_, e=p_exp())
-                    raise _diverged(error, xp, x, p, dtype, it)
+                    raise diverged(error)
                 alpha = _step_size(pAp, rz, stop_on_negative_curvature)
                 if alpha is None:
                     result.update(negative_curvature=True, info=-1, iterations=it - 1)
@@ -342,13 +348,13 @@ def cg(
                         f"A: the product gave a non-finite step (p.Ap = {_unscaled(pAp, 2 * p_exp())}, "
                         f"r.z = {rz_reported(rz)})"
                     )
-                    raise _diverged(error, xp, x, p, dtype, it)
+                    raise diverged(error)
                 if not fused:
                     rr = mod.cg_update_(x, r, p, y, alpha, damping)
             if not math.isfinite(rr):  # (a finite p.A p, a product with inf, or the update overflowing)
                 # (next, with a preconditioner r.Mr was NaN, "M: not positive definite"; without one the
                 # direction's kernel refused the step's beta, "beta: must be finite", no argument of cg)
-                raise _diverged(ValueError(f"A: the product is not finite (r.r = {rr})"), xp, x, p, dtype, it)
+                raise diverged(ValueError(f"A: the product is not finite (r.r = {rr})"))
             rnorm = math.sqrt(rr)
             result["iterations"] = it
             if callback is not None:
@@ -365,7 +371,7 @@ def cg(
                 error = ValueError(
                     f"A: the residual's growth overflows (r.z = {rz_reported(rz_new)!r} after {rz_reported(rz)!r})"
                 )
-                raise _diverged(error, xp, x, p, dtype, it)
+                raise diverged(error)
             if not fused:  # (fused: the kernel wrote the direction already)
                 mod.cg_direction_(p, z, beta)
             rz = rz_new
