@@ -13,7 +13,7 @@ import optkern.torch as okt
 
 torch = pytest.importorskip("torch")
 
-from torch_ieee_sqrt import step_either  # noqa: E402 (after the torch skip)
+from torch_ieee_sqrt import run_seeded  # noqa: E402 (after the torch skip)
 
 SIZES = (0, 1, 7, 1023)
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW", "NAdam")
@@ -29,17 +29,7 @@ HYPER = {
 
 
 def _run(lib, name, dtype, lr, steps, set_later=False):
-    gen = torch.Generator().manual_seed(56)
-    params = [torch.randn(n, generator=gen, dtype=dtype).requires_grad_() for n in SIZES]
-    impl = {"foreach": False} if lib is torch.optim else {}
-    opt = getattr(lib, name)(params, lr=0.5 if set_later else lr, **HYPER[name], **impl)
-    for t in range(steps):
-        if set_later and t == 2:
-            opt.param_groups[0]["lr"] = lr
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
-        step_either(opt)
-    return [p.detach() for p in params]
+    return run_seeded(lib, name, dtype, SIZES, HYPER[name], "lr", lr, steps, set_later, placeholder=0.5)
 
 
 @pytest.mark.parametrize("set_later", [False, True], ids=["constructor", "group"])

@@ -14,7 +14,7 @@ import optkern.torch as okt
 
 torch = pytest.importorskip("torch")
 
-from torch_ieee_sqrt import ieee_sqrt, step_either  # noqa: E402 (after the torch skip)
+from torch_ieee_sqrt import ieee_sqrt, run_seeded  # noqa: E402 (after the torch skip)
 
 SIZES = (0, 1, 7, 1023)
 HYPER = {
@@ -26,17 +26,8 @@ F64 = np.array([0.8, 0.99])
 
 
 def _run(lib, name, dtype, betas, steps=20, set_later=False):
-    gen = torch.Generator().manual_seed(56)
-    params = [torch.randn(n, generator=gen, dtype=dtype).requires_grad_() for n in SIZES]
-    impl = {"foreach": False} if lib is torch.optim else {}
-    opt = getattr(lib, name)(params, lr=1e-2, betas=(0.5, 0.5) if set_later else betas, **HYPER[name], **impl)
-    for t in range(steps):
-        if set_later and t == 2:
-            opt.param_groups[0]["betas"] = betas
-        for p in params:
-            p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
-        step_either(opt)
-    return [p.detach() for p in params]
+    hyper = dict(lr=1e-2, **HYPER[name])
+    return run_seeded(lib, name, dtype, SIZES, hyper, "betas", betas, steps, set_later, placeholder=(0.5, 0.5))
 
 
 def _same(name, dtype, betas, set_later=False):

@@ -65,3 +65,21 @@ def step_either(opt) -> None:
             opt.step()
     else:
         opt.step()
+
+
+def run_seeded(lib, name, dtype, sizes, hyper, key, value, steps=20, set_later=False, placeholder=None):
+    """``lib.<name>`` (torch.optim's for-loop form or optkern.torch's) over seeded random params of
+    ``sizes`` for ``steps`` steps of seeded random grads; the params after. ``key=value`` is the
+    hyper-parameter under test: given to the constructor, or (``set_later``) set on the group before
+    the third step, the constructor taking ``placeholder``."""
+    gen = torch.Generator().manual_seed(56)
+    params = [torch.randn(n, generator=gen, dtype=dtype).requires_grad_() for n in sizes]
+    impl = {"foreach": False} if lib is torch.optim else {}
+    opt = getattr(lib, name)(params, **{key: placeholder if set_later else value}, **hyper, **impl)
+    for t in range(steps):
+        if set_later and t == 2:
+            opt.param_groups[0][key] = value
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
+        step_either(opt)
+    return [p.detach() for p in params]
